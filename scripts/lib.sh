@@ -1,0 +1,98 @@
+# Shared set-up for scripts/test.sh, demo.sh and bench.sh. Source it.
+# Installs what cosmount's scripts need on a fresh Debian machine as root and
+# starts/stops a pinned versitygw on loopback.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN="$ROOT/.bin"
+VERSITYGW_VERSION=v1.8.0
+export PATH="/usr/local/go/bin:$PATH"
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+apt_updated=0
+# apt_install PKG... installs the Debian packages that are missing.
+apt_install() {
+	local missing=()
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		log "missing Debian packages: ${missing[*]} (run as root to install them)"
+		return 1
+	fi
+	if [ $apt_updated -eq 0 ]; then
+		log "apt-get update"
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+		apt_updated=1
+	fi
+	log "installing ${missing[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_fuse() {
+	apt_install fuse3
+	[ -e /dev/fuse ] || { modprobe fuse 2>/dev/null || true; }
+	[ -e /dev/fuse ] || { log "/dev/fuse is missing"; return 1; }
+}
+
+ensure_versitygw() {
+	if [ -x "$BIN/versitygw" ] && [ "$(cat "$BIN/versitygw.version" 2>/dev/null)" = "$VERSITYGW_VERSION" ]; then
+		return 0
+	fi
+	log "building versitygw $VERSITYGW_VERSION into $BIN (about 80 s the first time)"
+	mkdir -p "$BIN"
+	GOBIN="$BIN" go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+	echo "$VERSITYGW_VERSION" >"$BIN/versitygw.version"
+}
+
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
+free_port() {
+	local p
+	for _ in $(seq 1 200); do
+		p=$((20000 + RANDOM % 40000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# wait_port PORT SECONDS waits until 127.0.0.1:PORT accepts connections.
+wait_port() {
+	local i
+	for i in $(seq 1 $(($2 * 10))); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# start_versitygw DATADIR LOGFILE: starts the server; sets VGW_PID, VGW_PORT,
+# VGW_ENDPOINT, VGW_ACCESS, VGW_SECRET. Keys are random per run and passed
+# through the environment, never on the command line.
+start_versitygw() {
+	local data=$1 logf=$2
+	mkdir -p "$data"
+	VGW_PORT=$(free_port)
+	VGW_ACCESS="cosmount$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+	VGW_SECRET="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+	ROOT_ACCESS_KEY="$VGW_ACCESS" ROOT_SECRET_KEY="$VGW_SECRET" \
+		setsid "$BIN/versitygw" --port "127.0.0.1:$VGW_PORT" --keep-alive posix "$data" >"$logf" 2>&1 &
+	VGW_PID=$!
+	if ! wait_port "$VGW_PORT" 30; then
+		log "versitygw did not start; its log:"
+		cat "$logf" >&2
+		return 1
+	fi
+	VGW_ENDPOINT="http://127.0.0.1:$VGW_PORT"
+}
+
+stop_versitygw() {
+	if [ -n "${VGW_PID:-}" ]; then
+		kill "$VGW_PID" 2>/dev/null || true
+		wait "$VGW_PID" 2>/dev/null || true
+		VGW_PID=
+	fi
+}

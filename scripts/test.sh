@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Every test of cosmount, with all set-up, on a fresh Debian machine as root:
+# installs fuse3 and the pinned versitygw, starts versitygw on loopback,
+# runs the race-enabled tests of the module and of the test-only modules,
+# then stops the server and cleans up, whatever happened.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+ensure_fuse
+ensure_versitygw
+
+work=$(mktemp -d /tmp/cosmount-test.XXXXXX)
+cleanup() {
+	stop_versitygw
+	# Unmount anything a killed test left behind under our temp folders.
+	grep -o " /tmp/[^ ]*" /proc/mounts | grep -E 'cosmount|Test' | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+start_versitygw "$work/data" "$work/versitygw.log"
+log "versitygw on $VGW_ENDPOINT"
+export COSMOUNT_TEST_ENDPOINT="$VGW_ENDPOINT" COSMOUNT_TEST_ACCESS_KEY="$VGW_ACCESS" COSMOUNT_TEST_SECRET_KEY="$VGW_SECRET"
+
+status=0
+log "gofmt / go vet"
+bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$bad" ]; then log "gofmt would change: $bad"; status=1; fi
+go vet ./... || status=1
+
+log "go test -race (module cosmount)"
+go test -race -count=1 -p 1 -timeout 25m ./... || status=1
+
+for mod in $(find "$ROOT" -name go.mod -not -path "$ROOT/go.mod" -not -path "$ROOT/.bin/*" | sort); do
+	d=$(dirname "$mod")
+	log "go test -race (test-only module ${d#$ROOT/})"
+	(cd "$d" && go test -race -count=1 -timeout 10m ./...) || status=1
+done
+
+if [ $status -ne 0 ]; then log "FAILED"; else log "all tests passed"; fi
+exit $status
