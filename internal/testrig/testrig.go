@@ -80,10 +80,10 @@ func get() (*Server, error) {
 		return nil, err
 	}
 	access, secret := "testrig"+randHex(4), randHex(16)
-	c := exec.Command(bin, "--port", fmt.Sprintf("127.0.0.1:%d", port), "--access", access,
-		"--secret", secret, "--keep-alive", "posix", dir)
+	c := exec.Command(bin, "--port", fmt.Sprintf("127.0.0.1:%d", port), "--keep-alive", "posix", dir)
 	c.Stdout, c.Stderr = os.Stderr, os.Stderr
-	c.Env = append(os.Environ(), "ROOT_ACCESS_KEY=", "ROOT_SECRET_KEY=")
+	// Keys go through the environment, never the command line.
+	c.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+access, "ROOT_SECRET_KEY="+secret)
 	if err := c.Start(); err != nil {
 		return nil, err
 	}
