@@ -1,0 +1,219 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is everything the command line says.
+type config struct {
+	bucket, prefix, mountpoint string
+
+	region, endpoint, domain, protocol string
+	pathStyle                          optBool
+	useAccelerate                      bool
+	timeout                            time.Duration
+	chunkRetryTimes                    int
+	uploadCheckMD5, uploadAddMetaMD5   bool
+
+	readOnly, allowOther     bool
+	uid, gid                 uint
+	fileMode, dirMode        octal
+	statTTL, negTTL          time.Duration
+	readCacheSize, blockSize size
+	fastList                 bool
+	cacheDir                 string
+
+	foreground, debugFUSE bool
+	logLevel, logFile     string
+}
+
+// optBool is a bool flag that knows whether it was given.
+type optBool struct{ set, v bool }
+
+func (b *optBool) String() string { return strconv.FormatBool(b.v) }
+func (b *optBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("want true or false")
+	}
+	b.set, b.v = true, v
+	return nil
+}
+func (b *optBool) IsBoolFlag() bool { return true }
+
+// octal is a permission mode given in octal ("0644").
+type octal uint32
+
+func (o *octal) String() string { return fmt.Sprintf("%04o", uint32(*o)) }
+func (o *octal) Set(s string) error {
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || v > 0o7777 {
+		return errors.New("want an octal mode such as 0644")
+	}
+	*o = octal(v)
+	return nil
+}
+
+// size is a byte count with an optional unit: 512K, 8M, 1G, 1GiB, 1024.
+type size int64
+
+func (z *size) String() string { return strconv.FormatInt(int64(*z), 10) }
+func (z *size) Set(s string) error {
+	v, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	*z = size(v)
+	return nil
+}
+
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(strings.ToUpper(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "IB"), "B")
+	mult := int64(1)
+	if t != "" {
+		switch t[len(t)-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		case 'T':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			t = t[:len(t)-1]
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size (examples: 1048576, 512K, 8M, 1G)", s)
+	}
+	return n * mult, nil
+}
+
+const usageText = `usage: cosmount [flags] BUCKET[:PREFIX] MOUNTPOINT
+
+Mounts a Tencent Cloud COS bucket (name-appid), or with --endpoint any
+S3-compatible bucket, at MOUNTPOINT. Runs in the background once the mount
+is usable unless --foreground is given. Unmount with umount or fusermount3 -u.
+
+Credentials come from the environment: TENCENTCLOUD_SECRET_ID /
+TENCENTCLOUD_SECRET_KEY / TENCENTCLOUD_SESSION_TOKEN, COSACCESSKEYID /
+COSSECRETACCESSKEY, or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+AWS_SESSION_TOKEN.
+
+flags:
+`
+
+// parseArgs reads the command line; flags may come before or after the
+// positional arguments.
+func parseArgs(args []string, stderr io.Writer) (*config, error) {
+	c := &config{fileMode: 0o644, dirMode: 0o755, readCacheSize: 256 << 20, blockSize: 1 << 20}
+	fl := flag.NewFlagSet("cosmount", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	fl.Usage = func() {
+		fmt.Fprint(stderr, usageText)
+		fl.PrintDefaults()
+	}
+	fl.StringVar(&c.region, "region", "", "COS region (ap-guangzhou) or S3 region (us-east-1 with --endpoint)")
+	fl.StringVar(&c.endpoint, "endpoint", "", "URL of an S3-compatible store; selects the s3 flavour")
+	fl.StringVar(&c.domain, "domain", "", "COS endpoint template, default {Bucket}.cos.{Region}.myqcloud.com")
+	fl.StringVar(&c.protocol, "protocol", "https", "http or https (COS)")
+	fl.Var(&c.pathStyle, "path-style", "bucket in the URL path (default on for an IP or localhost endpoint)")
+	fl.BoolVar(&c.useAccelerate, "use-accelerate", false, "use COS's global acceleration endpoint")
+	fl.DurationVar(&c.timeout, "timeout", 60*time.Second, "timeout of one request attempt")
+	fl.IntVar(&c.chunkRetryTimes, "chunk-retry-times", 3, "retries of a failed request")
+	fl.BoolVar(&c.uploadCheckMD5, "upload-check-content-md5", false, "send Content-MD5 with uploads")
+	fl.BoolVar(&c.uploadAddMetaMD5, "upload-add-meta-md5", false, "store the MD5 of single-PUT uploads as metadata md5")
+	fl.BoolVar(&c.readOnly, "read-only", false, "mount read-only")
+	fl.BoolVar(&c.allowOther, "allow-other", false, "let other users in (turns on default_permissions)")
+	fl.UintVar(&c.uid, "uid", uint(os.Getuid()), "owner of files without a uid in their metadata")
+	fl.UintVar(&c.gid, "gid", uint(os.Getgid()), "group of files without a gid in their metadata")
+	fl.Var(&c.fileMode, "file-mode", "permissions of files without a mode in their metadata (octal)")
+	fl.Var(&c.dirMode, "dir-mode", "permissions of directories (octal)")
+	fl.DurationVar(&c.statTTL, "stat-cache-ttl", time.Minute, "how long attributes and entries are cached")
+	fl.DurationVar(&c.negTTL, "negative-cache-ttl", 5*time.Second, "how long a missing name is remembered")
+	fl.Var(&c.readCacheSize, "read-cache-size", "memory for cached read blocks (default 256M)")
+	fl.Var(&c.blockSize, "read-block-size", "size of one ranged GET of the read cache (default 1M)")
+	fl.BoolVar(&c.fastList, "fast-list", false, "attributes from listings alone: no HEAD while listing (mtime = upload time, default modes)")
+	fl.StringVar(&c.cacheDir, "cache-dir", "", "folder for write-back files (default a folder under the system's temp dir)")
+	fl.BoolVar(&c.foreground, "foreground", false, "stay attached; log to stderr")
+	fl.BoolVar(&c.debugFUSE, "debug-fuse", false, "log every FUSE request")
+	fl.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&c.logFile, "log-file", "", "log here (default stderr in the foreground, nothing in the background)")
+
+	var pos []string
+	rest := args
+	for {
+		if err := fl.Parse(rest); err != nil {
+			return nil, err
+		}
+		rest = fl.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if rest[0] == "--" {
+			pos = append(pos, rest[1:]...)
+			break
+		}
+		pos = append(pos, rest[0])
+		rest = rest[1:]
+	}
+	if len(pos) != 2 {
+		fl.Usage()
+		return nil, fmt.Errorf("want BUCKET[:PREFIX] MOUNTPOINT, got %d arguments", len(pos))
+	}
+	c.bucket, c.prefix, _ = strings.Cut(pos[0], ":")
+	c.mountpoint = pos[1]
+	if c.bucket == "" {
+		return nil, errors.New("empty bucket name")
+	}
+	c.prefix = strings.TrimPrefix(c.prefix, "/")
+	if c.prefix != "" && !strings.HasSuffix(c.prefix, "/") {
+		c.prefix += "/"
+	}
+	if c.endpoint != "" {
+		u, err := url.Parse(c.endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("--endpoint %q is not an http:// or https:// URL", c.endpoint)
+		}
+		if !c.pathStyle.set {
+			h := u.Hostname()
+			c.pathStyle.v = h == "localhost" || net.ParseIP(h) != nil
+		}
+		if c.region == "" {
+			c.region = "us-east-1"
+		}
+	} else if c.region == "" {
+		c.region = "ap-guangzhou"
+	}
+	if c.protocol != "http" && c.protocol != "https" {
+		return nil, fmt.Errorf("--protocol %q: want http or https", c.protocol)
+	}
+	if c.blockSize < 64<<10 || c.blockSize > 64<<20 {
+		return nil, fmt.Errorf("--read-block-size %d: want 64K to 64M", c.blockSize)
+	}
+	if c.readCacheSize < 2*c.blockSize {
+		return nil, fmt.Errorf("--read-cache-size %d: want at least two blocks (%d)", c.readCacheSize, 2*c.blockSize)
+	}
+	switch c.logLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.logLevel)
+	}
+	if c.statTTL < 0 || c.negTTL < 0 {
+		return nil, errors.New("cache TTLs cannot be negative")
+	}
+	return c, nil
+}

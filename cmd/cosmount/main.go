@@ -1,0 +1,213 @@
+// Command cosmount mounts a COS or S3-compatible bucket as a directory.
+//
+// Exit codes: 0 mounted (background) or unmounted cleanly (foreground);
+// 1 the mount failed or ended with an error; 2 bad command line.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"golang.org/x/sys/unix"
+
+	"cosmount/auth"
+	cfs "cosmount/fs"
+	"cosmount/transport"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	c, err := parseArgs(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "cosmount: %v\n", err)
+		return 2
+	}
+	if !c.foreground && os.Getenv(childEnv) == "" {
+		return daemonize(args, stderr)
+	}
+	ready := readyNotifier()
+	if err := mount(c, stderr, ready); err != nil {
+		msg := oneLine(err.Error())
+		ready(msg)
+		fmt.Fprintf(stderr, "cosmount: %s\n", msg)
+		return 1
+	}
+	return 0
+}
+
+// oneLine keeps an error to one line a person can read.
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 500 {
+		s = s[:500] + "..."
+	}
+	return s
+}
+
+func newLogger(c *config, stderr io.Writer) (*slog.Logger, io.Writer, error) {
+	var w io.Writer = stderr
+	switch {
+	case c.logFile != "":
+		f, err := os.OpenFile(c.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("log file: %w", err)
+		}
+		w = f
+	case !c.foreground:
+		w = io.Discard
+	}
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.logLevel))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl})), w, nil
+}
+
+// mount mounts the bucket and serves it until it is unmounted. ready is
+// called with "" once the mount is usable, or with the reason it failed.
+func mount(c *config, stderr io.Writer, ready func(string)) error {
+	logger, logw, err := newLogger(c, stderr)
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(c.mountpoint)
+	if err != nil {
+		return fmt.Errorf("mount point: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("mount point %s is not a directory", c.mountpoint)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	creds, desc, err := auth.NewProvider(ctx, auth.SourceConfig{Bucket: c.bucket, Env: os.Getenv})
+	if err != nil {
+		return fmt.Errorf("credentials: %w", err)
+	}
+	logger.Info("credentials", "source", desc)
+
+	tc := transport.Config{
+		Flavor:          transport.FlavorCOS,
+		Bucket:          c.bucket,
+		Region:          c.region,
+		Domain:          c.domain,
+		Protocol:        c.protocol,
+		UseAccelerate:   c.useAccelerate,
+		Timeout:         c.timeout,
+		Credentials:     creds,
+		MaxRetries:      c.chunkRetryTimes,
+		CheckContentMD5: c.uploadCheckMD5,
+		AddMetaMD5:      c.uploadAddMetaMD5,
+	}
+	if c.endpoint != "" {
+		tc.Flavor, tc.Endpoint, tc.PathStyle = transport.FlavorS3, c.endpoint, c.pathStyle.v
+	}
+	client, err := transport.New(tc)
+	if err != nil {
+		return err
+	}
+
+	// Prove the bucket answers before anything is mounted.
+	pctx, pcancel := context.WithTimeout(ctx, c.timeout)
+	_, err = client.List(pctx, &transport.ListInput{Prefix: c.prefix, Delimiter: "/", MaxKeys: 1})
+	pcancel()
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", c.bucket, err)
+	}
+
+	// Keep the heap near what the caches are allowed to hold.
+	debug.SetMemoryLimit(int64(c.readCacheSize) + 96<<20)
+
+	fsys, err := cfs.New(ctx, client, cfs.Options{
+		Prefix:        c.prefix,
+		ReadOnly:      c.readOnly,
+		UID:           uint32(c.uid),
+		GID:           uint32(c.gid),
+		FileMode:      uint32(c.fileMode),
+		DirMode:       uint32(c.dirMode),
+		StatTTL:       c.statTTL,
+		NegativeTTL:   c.negTTL,
+		FastList:      c.fastList,
+		ReadCacheSize: int64(c.readCacheSize),
+		BlockSize:     int64(c.blockSize),
+		Logger:        logger,
+	})
+	if err != nil {
+		return err
+	}
+	opts := fsys.MountOptions()
+	opts.FsName = "cosmount:" + c.bucket
+	opts.Name = "cosmount"
+	opts.AllowOther = c.allowOther
+	if c.allowOther {
+		opts.Options = append(opts.Options, "default_permissions")
+	}
+	if c.readOnly {
+		opts.Options = append(opts.Options, "ro")
+	}
+	opts.DirectMount = os.Geteuid() == 0
+	if c.debugFUSE {
+		opts.Debug = true
+		opts.MountOptions.Logger = log.New(logw, "fuse: ", log.Lmicroseconds)
+	}
+	server, err := gofs.Mount(c.mountpoint, fsys.Root(), opts)
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", c.mountpoint, err)
+	}
+	if err := server.WaitMount(); err != nil {
+		_ = server.Unmount()
+		return fmt.Errorf("mount %s: %w", c.mountpoint, err)
+	}
+	raiseReadahead(c.mountpoint, logger)
+	logger.Info("mounted", "bucket", c.bucket, "prefix", c.prefix, "mountpoint", c.mountpoint)
+	ready("")
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		logger.Info("unmounting", "signal", s.String())
+		for i := 0; i < 50; i++ {
+			if err := server.Unmount(); err == nil {
+				return
+			} else if i == 0 {
+				logger.Warn("unmount failed; retrying while the mount is busy", "err", err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	server.Wait()
+	logger.Info("unmounted", "mountpoint", c.mountpoint)
+	return nil
+}
+
+// raiseReadahead lets the kernel read ahead further than its 128 KiB
+// default on this mount, so sequential readers keep many requests in flight.
+// It needs root; without it the default stays.
+func raiseReadahead(mountpoint string, logger *slog.Logger) {
+	var st unix.Stat_t
+	if err := unix.Stat(mountpoint, &st); err != nil {
+		return
+	}
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	if err := os.WriteFile(p, []byte("16384"), 0o644); err != nil {
+		logger.Debug("kernel readahead left at its default", "err", err)
+	}
+}

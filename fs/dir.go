@@ -1,0 +1,213 @@
+package fs
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"cosmount/transport"
+)
+
+// Dir is a directory: a key prefix, with or without a marker object.
+type Dir struct {
+	gofs.Inode
+	fsys *FS
+}
+
+var (
+	_ = (gofs.NodeLookuper)((*Dir)(nil))
+	_ = (gofs.NodeReaddirer)((*Dir)(nil))
+	_ = (gofs.NodeGetattrer)((*Dir)(nil))
+	_ = (gofs.NodeStatfser)((*Dir)(nil))
+)
+
+// prefix is the directory's key prefix: "" or "a/b/" (plus the mount's).
+func (d *Dir) prefix() string {
+	p := d.Path(d.fsys.root.EmbeddedInode())
+	if p == "" {
+		return d.fsys.opt.Prefix
+	}
+	return d.fsys.keyOf(p) + "/"
+}
+
+// Getattr implements NodeGetattrer.
+func (d *Dir) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	m := d.fsys.dirMeta(d.fsys.mountTime)
+	if !d.IsRoot() {
+		key := strings.TrimSuffix(d.prefix(), "/")
+		if e, ok := d.fsys.stats.fresh(key); ok && e.exists && e.meta.dir {
+			m = e.meta
+		}
+	}
+	d.fsys.fillAttr(m, &out.Attr)
+	out.SetTimeout(d.fsys.opt.StatTTL)
+	return 0
+}
+
+// Statfs implements NodeStatfser: a bucket has no fixed size, so report
+// large round numbers that keep `df` and free-space checks happy.
+func (d *Dir) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	const blocks = 1 << 40 // 4 PiB of 4 KiB blocks
+	out.Bsize = 4096
+	out.Frsize = 4096
+	out.Blocks = blocks
+	out.Bfree = blocks
+	out.Bavail = blocks
+	out.Files = 1 << 40
+	out.Ffree = 1 << 40
+	out.NameLen = 255
+	return 0
+}
+
+// Lookup implements NodeLookuper.
+func (d *Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if len(name) > 255 {
+		return nil, syscall.ENAMETOOLONG
+	}
+	key := d.prefix() + name
+	m, errno := d.fsys.stat(ctx, key)
+	if errno != 0 {
+		return nil, errno
+	}
+	ch := d.child(ctx, name, m)
+	d.fsys.fillAttr(m, &out.Attr)
+	out.SetEntryTimeout(d.fsys.opt.StatTTL)
+	out.SetAttrTimeout(d.fsys.opt.StatTTL)
+	return ch, 0
+}
+
+// child returns the inode for name, reusing the existing one when its type
+// still matches.
+func (d *Dir) child(ctx context.Context, name string, m objMeta) *gofs.Inode {
+	if ch := d.GetChild(name); ch != nil {
+		switch n := ch.Operations().(type) {
+		case *Dir:
+			if m.dir {
+				return ch
+			}
+		case *File:
+			if !m.dir && n.fileType() == m.fileType() {
+				n.setMeta(m)
+				return ch
+			}
+		}
+	}
+	if m.dir {
+		return d.NewInode(ctx, &Dir{fsys: d.fsys}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+	}
+	f := &File{fsys: d.fsys}
+	f.setMeta(m)
+	return d.NewInode(ctx, f, gofs.StableAttr{Mode: m.fileType()})
+}
+
+// Readdir implements NodeReaddirer. It pages through the listing and puts
+// every entry's attributes in the stat cache, starting HEADs for those whose
+// metadata is not cached, so that the kernel's READDIRPLUS lookups that
+// follow are answered without one request each.
+func (d *Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	f := d.fsys
+	prefix := d.prefix()
+	names := map[string]uint32{}
+	var heads []headJob
+	token := ""
+	for {
+		out, err := f.bucket.List(ctx, &transport.ListInput{Prefix: prefix, Delimiter: "/", Token: token})
+		if err != nil {
+			return nil, f.errno("list", prefix, err)
+		}
+		for _, cp := range out.CommonPrefixes {
+			name := strings.TrimSuffix(strings.TrimPrefix(cp, prefix), "/")
+			if !f.validName(cp, name) {
+				continue
+			}
+			if mode, ok := names[name]; ok && mode != syscall.S_IFDIR {
+				f.warnOnce(prefix+name, "an object and a directory share this name; the directory is shown")
+			}
+			names[name] = syscall.S_IFDIR
+			key := prefix + name
+			if e, ok := f.stats.fresh(key); !ok || !e.exists || !e.meta.dir {
+				f.stats.put(key, f.dirMeta(f.mountTime), true, f.opt.StatTTL)
+			}
+		}
+		for i := range out.Objects {
+			o := &out.Objects[i]
+			name := strings.TrimPrefix(o.Key, prefix)
+			if name == "" {
+				continue // the directory's own marker
+			}
+			if strings.HasSuffix(name, "/") {
+				// A marker listed as an object (some stores): a directory.
+				name = strings.TrimSuffix(name, "/")
+				if f.validName(o.Key, name) {
+					names[name] = syscall.S_IFDIR
+				}
+				continue
+			}
+			if !f.validName(o.Key, name) {
+				continue
+			}
+			if _, ok := names[name]; ok {
+				f.warnOnce(o.Key, "an object and a directory share this name; the directory is shown")
+				continue
+			}
+			names[name] = syscall.S_IFREG
+			listed := f.metaFromListing(o)
+			if f.opt.FastList {
+				if _, ok := f.stats.fresh(o.Key); !ok {
+					f.stats.put(o.Key, listed, true, f.opt.StatTTL)
+				}
+				continue
+			}
+			if e, owner := f.stats.begin(o.Key); owner {
+				heads = append(heads, headJob{key: o.Key, e: e, listed: listed})
+			}
+		}
+		if len(heads) > 0 {
+			f.heads.add(heads)
+			heads = nil
+		}
+		if out.NextToken == "" {
+			break
+		}
+		token = out.NextToken
+	}
+	entries := make([]fuse.DirEntry, 0, len(names)+2)
+	entries = append(entries, fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR}, fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR})
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	for _, n := range sorted {
+		mode := names[n]
+		if mode == syscall.S_IFREG {
+			if e, ok := f.stats.fresh(prefix + n); ok && e.exists {
+				mode = e.meta.fileType()
+			}
+		}
+		entries = append(entries, fuse.DirEntry{Name: n, Mode: mode})
+	}
+	return gofs.NewListDirStream(entries), 0
+}
+
+// validName applies the rules for keys that cannot be a file name here (see
+// docs/semantics.md): such keys are left out of the listing and logged once.
+func (f *FS) validName(key, name string) bool {
+	switch {
+	case name == "":
+		f.warnOnce(key, "key has an empty path component (\"//\"); not shown")
+	case name == "." || name == "..":
+		f.warnOnce(key, "key has a \".\" or \"..\" path component; not shown")
+	case len(name) > 255:
+		f.warnOnce(key, "key has a path component longer than 255 bytes; not shown")
+	case strings.IndexByte(name, 0) >= 0:
+		f.warnOnce(key, "key holds a NUL byte; not shown")
+	default:
+		return true
+	}
+	return false
+}

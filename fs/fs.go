@@ -1,0 +1,307 @@
+// Package fs is the go-fuse node tree: it maps bucket keys to files and
+// directories, serves attributes from listings and parallel HEADs, and reads
+// through the block cache.
+//
+// Lock order: Node.mu, then FS.logMu. statCache has its own lock, taken
+// alone. No lock is held across a bucket call.
+package fs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sync/errgroup"
+
+	"cosmount/cache"
+	"cosmount/transport"
+)
+
+// Bucket is what the filesystem needs of a bucket.
+type Bucket interface {
+	Head(ctx context.Context, in *transport.HeadInput) (*transport.ObjectInfo, error)
+	Get(ctx context.Context, in *transport.GetInput) (*transport.GetOutput, error)
+	List(ctx context.Context, in *transport.ListInput) (*transport.ListOutput, error)
+}
+
+// Options configures the filesystem.
+type Options struct {
+	Prefix   string // key prefix the mount shows, "" or ending in "/"
+	ReadOnly bool
+	UID, GID uint32
+	FileMode uint32 // permission bits for objects without a mode (0644)
+	DirMode  uint32 // permission bits for directories (0755)
+
+	StatTTL     time.Duration // attributes and entries (1 min)
+	NegativeTTL time.Duration // names that do not exist (5 s)
+	// FastList takes attributes from listings alone and sends no HEAD
+	// while listing.
+	FastList bool
+	// ListHeadParallel bounds the HEADs in flight while a directory is
+	// listed (64).
+	ListHeadParallel int
+
+	ReadCacheSize int64 // bytes of blocks kept in memory (256 MiB)
+	BlockSize     int64 // read block size (1 MiB)
+	// MaxReadahead is the most blocks fetched ahead of a sequential reader.
+	MaxReadahead int
+	// FetchParallel bounds concurrent block fetches for the whole mount.
+	FetchParallel int
+
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.FileMode == 0 {
+		o.FileMode = 0o644
+	}
+	if o.DirMode == 0 {
+		o.DirMode = 0o755
+	}
+	o.FileMode &= 0o7777
+	o.DirMode &= 0o7777
+	if o.StatTTL == 0 {
+		o.StatTTL = time.Minute
+	}
+	if o.NegativeTTL == 0 {
+		o.NegativeTTL = 5 * time.Second
+	}
+	if o.ListHeadParallel <= 0 {
+		o.ListHeadParallel = 64
+	}
+	if o.ReadCacheSize <= 0 {
+		o.ReadCacheSize = 256 << 20
+	}
+	if o.BlockSize <= 0 {
+		o.BlockSize = 1 << 20
+	}
+	if o.MaxReadahead <= 0 {
+		o.MaxReadahead = 32
+	}
+	if o.FetchParallel <= 0 {
+		o.FetchParallel = 16
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+}
+
+// FS is one mounted bucket.
+type FS struct {
+	opt       Options
+	bucket    Bucket
+	blocks    *cache.BlockCache
+	stats     *statCache
+	heads     *headQueue
+	mountTime time.Time
+	log       *slog.Logger
+	root      *Dir
+
+	logMu      sync.Mutex
+	loggedKeys map[string]bool
+}
+
+// New builds the filesystem. ctx lives as long as the mount.
+func New(ctx context.Context, b Bucket, opt Options) (*FS, error) {
+	opt.setDefaults()
+	f := &FS{
+		opt:        opt,
+		bucket:     b,
+		stats:      newStatCache(200000),
+		mountTime:  time.Now(),
+		log:        opt.Logger,
+		loggedKeys: map[string]bool{},
+	}
+	bc, err := cache.NewBlockCache(f.fetchRange, cache.BlockCacheOptions{
+		BlockSize:  opt.BlockSize,
+		MaxBytes:   opt.ReadCacheSize,
+		MaxFetches: opt.FetchParallel,
+		Context:    ctx,
+	})
+	if err != nil {
+		return nil, err
+	}
+	f.blocks = bc
+	f.heads = newHeadQueue(ctx, opt.ListHeadParallel, f.headInto)
+	f.root = &Dir{fsys: f}
+	return f, nil
+}
+
+// Root is the root directory node, to hand to go-fuse's Mount.
+func (f *FS) Root() gofs.InodeEmbedder { return f.root }
+
+// MountOptions are the go-fuse options cosmount mounts with.
+func (f *FS) MountOptions() *gofs.Options {
+	ttl, neg := f.opt.StatTTL, f.opt.NegativeTTL
+	return &gofs.Options{
+		EntryTimeout:    &ttl,
+		AttrTimeout:     &ttl,
+		NegativeTimeout: &neg,
+		UID:             f.opt.UID,
+		GID:             f.opt.GID,
+		MountOptions: fuse.MountOptions{
+			MaxWrite:     1 << 20,
+			MaxReadAhead: 1 << 20,
+			// Enough background requests for the kernel's readahead of a
+			// few files to be in flight at once.
+			MaxBackground: 64,
+			PanicHandler: func(v any) fuse.Status {
+				f.log.Error("internal error answered with EIO", "panic", v)
+				return fuse.EIO
+			},
+		},
+	}
+}
+
+// fetchRange is the block cache's fetcher: a ranged GET of one version.
+func (f *FS) fetchRange(ctx context.Context, key, etag string, off, length int64) (io.ReadCloser, error) {
+	out, err := f.bucket.Get(ctx, &transport.GetInput{Key: key, Offset: off, Length: length, IfMatch: etag})
+	if err != nil {
+		if errors.Is(err, transport.ErrPreconditionFailed) || errors.Is(err, transport.ErrNotFound) {
+			// The object changed or went away: forget what we knew.
+			f.stats.forget(key)
+		}
+		return nil, err
+	}
+	return out.Body, nil
+}
+
+// keyOf maps a path below the mount to its key.
+func (f *FS) keyOf(path string) string { return f.opt.Prefix + path }
+
+// warnOnce logs msg for key the first time only.
+func (f *FS) warnOnce(key, msg string) {
+	f.logMu.Lock()
+	seen := f.loggedKeys[msg+"\x00"+key]
+	if !seen && len(f.loggedKeys) < 10000 {
+		f.loggedKeys[msg+"\x00"+key] = true
+	}
+	f.logMu.Unlock()
+	if !seen {
+		f.log.Warn(msg, "key", key)
+	}
+}
+
+// stat resolves the name at key: from the cache, or with HEAD key and LIST
+// key/ in parallel, a directory winning over an object of the same name.
+func (f *FS) stat(ctx context.Context, key string) (objMeta, syscall.Errno) {
+	e, owner := f.stats.begin(key)
+	if !owner {
+		return e.wait(ctx)
+	}
+	m, found, err := f.resolve(ctx, key)
+	switch {
+	case err != nil:
+		f.stats.fail(key, e)
+		return objMeta{}, f.errno("lookup", key, err)
+	case !found:
+		f.stats.finish(key, e, objMeta{}, false, f.opt.NegativeTTL)
+		return objMeta{}, syscall.ENOENT
+	default:
+		f.stats.finish(key, e, m, true, f.opt.StatTTL)
+		return m, 0
+	}
+}
+
+func (f *FS) resolve(ctx context.Context, key string) (objMeta, bool, error) {
+	var (
+		obj     *transport.ObjectInfo
+		isDir   bool
+		dirTime time.Time
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		o, err := f.bucket.Head(gctx, &transport.HeadInput{Key: key})
+		if err != nil {
+			if errors.Is(err, transport.ErrNotFound) {
+				return nil
+			}
+			return err
+		}
+		obj = o
+		return nil
+	})
+	g.Go(func() error {
+		out, err := f.bucket.List(gctx, &transport.ListInput{Prefix: key + "/", Delimiter: "/", MaxKeys: 1})
+		if err != nil {
+			return err
+		}
+		if len(out.Objects) > 0 || len(out.CommonPrefixes) > 0 {
+			isDir = true
+			for _, o := range out.Objects {
+				if o.Key == key+"/" {
+					dirTime = o.LastModified
+				}
+			}
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return objMeta{}, false, err
+	}
+	if isDir {
+		if obj != nil {
+			f.warnOnce(key, "an object and a directory share this name; the directory is shown")
+		}
+		return f.dirMeta(dirTime), true, nil
+	}
+	if obj == nil {
+		return objMeta{}, false, nil
+	}
+	if strings.HasSuffix(obj.Key, "/") {
+		return f.dirMeta(obj.LastModified), true, nil
+	}
+	return f.metaFromObject(obj), true, nil
+}
+
+// headInto fills a listing's cache entry with a HEAD.
+func (f *FS) headInto(ctx context.Context, j headJob) {
+	key, e, listed := j.key, j.e, j.listed
+	o, err := f.bucket.Head(ctx, &transport.HeadInput{Key: key})
+	switch {
+	case err == nil:
+		f.stats.finish(key, e, f.metaFromObject(o), true, f.opt.StatTTL)
+	case errors.Is(err, transport.ErrNotFound):
+		// Deleted between the listing and the HEAD.
+		f.stats.finish(key, e, objMeta{}, false, f.opt.NegativeTTL)
+	default:
+		// Keep the listing's attributes rather than failing the entry.
+		f.log.Debug("HEAD while listing failed; using the listing's attributes", "key", key, "err", err)
+		f.stats.finish(key, e, listed, true, f.opt.NegativeTTL)
+	}
+}
+
+// errno maps a bucket error to the errno the kernel gets, once, here.
+func (f *FS) errno(op, key string, err error) syscall.Errno {
+	var en syscall.Errno
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &en):
+		return en
+	case errors.Is(err, context.Canceled):
+		return syscall.EINTR
+	case errors.Is(err, transport.ErrNotFound):
+		return syscall.ENOENT
+	case errors.Is(err, transport.ErrAccessDenied), errors.Is(err, transport.ErrExpiredCredentials):
+		en = syscall.EACCES
+	case errors.Is(err, transport.ErrPreconditionFailed):
+		en = syscall.ESTALE
+	case errors.Is(err, transport.ErrTooLarge):
+		en = syscall.EFBIG
+	case errors.Is(err, context.DeadlineExceeded):
+		en = syscall.ETIMEDOUT
+	default:
+		en = syscall.EIO
+	}
+	f.log.Warn(op+" failed", "key", key, "errno", en.Error(), "err", err)
+	return en
+}

@@ -1,0 +1,278 @@
+package fs_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	cfs "cosmount/fs"
+)
+
+func readDirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("readdir %s: %v", dir, err)
+	}
+	var names []string
+	for _, e := range ents {
+		n := e.Name()
+		if e.IsDir() {
+			n += "/"
+		}
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func TestListingNestedMarkersAndOddNames(t *testing.T) {
+	r := newBucket(t)
+	long := strings.Repeat("L", 300)
+	keys := []string{
+		"a.txt", "dir1/b.txt", "dir1/sub/c.txt", "marker/", "marker/x", "emptymarker/",
+		"implicit/deep/y", "sp ace.txt", "uni-日本語.txt", "plus+.txt", "pct%41.txt", "hash#.txt",
+		"q?.txt", "amp&=.txt", "dup", "dup/z", "e//f", "g/./h", "g/../i", "g/ok", long, "dir1/" + long,
+	}
+	for _, k := range keys {
+		r.put(k, []byte("data of "+k), nil)
+	}
+	r.mount(cfs.Options{})
+
+	got := readDirNames(t, r.mnt)
+	want := []string{"a.txt", "amp&=.txt", "dir1/", "dup/", "e/", "emptymarker/", "g/", "hash#.txt",
+		"implicit/", "marker/", "pct%41.txt", "plus+.txt", "q?.txt", "sp ace.txt", "uni-日本語.txt"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("root listing:\n got %q\nwant %q", got, want)
+	}
+	for dir, want := range map[string][]string{
+		"dir1":          {"b.txt", "sub/"},
+		"dir1/sub":      {"c.txt"},
+		"marker":        {"x"},
+		"emptymarker":   nil,
+		"implicit":      {"deep/"},
+		"implicit/deep": {"y"},
+		"dup":           {"z"},
+		"g":             {"ok"},
+	} {
+		if got := readDirNames(t, filepath.Join(r.mnt, dir)); !reflect.DeepEqual(got, want) {
+			t.Errorf("listing of %s: got %q want %q", dir, got, want)
+		}
+	}
+	for _, k := range []string{"a.txt", "sp ace.txt", "uni-日本語.txt", "plus+.txt", "pct%41.txt", "hash#.txt", "q?.txt", "dir1/sub/c.txt", "marker/x"} {
+		b, err := os.ReadFile(filepath.Join(r.mnt, k))
+		if err != nil {
+			t.Errorf("read %q: %v", k, err)
+			continue
+		}
+		if string(b) != "data of "+k {
+			t.Errorf("read %q: got %q", k, b)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(r.mnt, "nonexistent")); !os.IsNotExist(err) {
+		t.Errorf("stat of a missing name: %v, want ENOENT", err)
+	}
+	st, err := os.Stat(filepath.Join(r.mnt, "dup"))
+	if err != nil || !st.IsDir() {
+		t.Errorf("dup: a directory and an object share the name; want the directory, got %v %v", st, err)
+	}
+}
+
+func TestAttributesFromMetadata(t *testing.T) {
+	r := newBucket(t)
+	r.put("s3fs", []byte("x"), map[string]string{"mode": "33261", "uid": "1234", "gid": "5678", "mtime": "1600000000"})
+	r.put("rclone", []byte("x"), map[string]string{"mtime": "1600000000.5"})
+	r.put("zero", []byte("x"), map[string]string{"mode": "0"})
+	r.put("plain", []byte("hello"), nil)
+	r.put("link", []byte("plain"), map[string]string{"mode": fmt.Sprint(syscall.S_IFLNK | 0o777)})
+	r.mount(cfs.Options{UID: 42, GID: 43})
+
+	stat := func(name string) *syscall.Stat_t {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(filepath.Join(r.mnt, name), &st); err != nil {
+			t.Fatalf("lstat %s: %v", name, err)
+		}
+		return &st
+	}
+	s := stat("s3fs")
+	if s.Mode != 0o100755 || s.Uid != 1234 || s.Gid != 5678 || s.Mtim.Sec != 1600000000 {
+		t.Errorf("s3fs-style metadata: mode %o uid %d gid %d mtime %d", s.Mode, s.Uid, s.Gid, s.Mtim.Sec)
+	}
+	s = stat("rclone")
+	if s.Mtim.Sec != 1600000000 || s.Mtim.Nsec != 500000000 {
+		t.Errorf("rclone mtime: got %d.%09d", s.Mtim.Sec, s.Mtim.Nsec)
+	}
+	s = stat("zero")
+	if s.Mode&0o777 == 0 {
+		t.Errorf("mode 0 metadata gave mode %o: objects must stay readable", s.Mode)
+	}
+	s = stat("plain")
+	if s.Mode != 0o100644 || s.Uid != 42 || s.Gid != 43 || s.Size != 5 {
+		t.Errorf("plain object: mode %o uid %d gid %d size %d", s.Mode, s.Uid, s.Gid, s.Size)
+	}
+	if d := time.Since(time.Unix(s.Mtim.Sec, 0)); d < -time.Minute || d > 10*time.Minute {
+		t.Errorf("plain object's mtime %v is not its upload time", time.Unix(s.Mtim.Sec, 0))
+	}
+	s = stat("link")
+	if s.Mode&syscall.S_IFMT != syscall.S_IFLNK {
+		t.Errorf("symlink object: mode %o", s.Mode)
+	}
+	if target, err := os.Readlink(filepath.Join(r.mnt, "link")); err != nil || target != "plain" {
+		t.Errorf("readlink: %q %v", target, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(r.mnt, "link")); err != nil || string(b) != "hello" {
+		t.Errorf("read through symlink: %q %v", b, err)
+	}
+	st := stat(".")
+	if st.Mode != syscall.S_IFDIR|0o755 {
+		t.Errorf("root mode %o", st.Mode)
+	}
+}
+
+func TestReadWholeFilesAndRandomRanges(t *testing.T) {
+	r := newBucket(t)
+	sizes := []int{0, 1, 4095, 1<<20 - 1, 1 << 20, 1<<20 + 1, 5<<20 + 17}
+	rng := rand.New(rand.NewSource(1))
+	data := map[string][]byte{}
+	for _, n := range sizes {
+		b := make([]byte, n)
+		rng.Read(b)
+		k := fmt.Sprintf("f%d", n)
+		data[k] = b
+		r.put(k, b, nil)
+	}
+	r.mount(cfs.Options{})
+	for k, want := range data {
+		got, err := os.ReadFile(filepath.Join(r.mnt, k))
+		if err != nil {
+			t.Fatalf("read %s: %v", k, err)
+		}
+		if sha256.Sum256(got) != sha256.Sum256(want) {
+			t.Fatalf("%s: content differs (%d bytes read, %d stored)", k, len(got), len(want))
+		}
+	}
+	big := data[fmt.Sprintf("f%d", 5<<20+17)]
+	f, err := os.Open(filepath.Join(r.mnt, fmt.Sprintf("f%d", 5<<20+17)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for i := 0; i < 200; i++ {
+		off := rng.Int63n(int64(len(big)))
+		n := rng.Intn(3<<20) + 1
+		buf := make([]byte, n)
+		got, err := f.ReadAt(buf, off)
+		end := min(off+int64(n), int64(len(big)))
+		if int64(got) != end-off {
+			t.Fatalf("ReadAt(%d, %d): %d bytes, %v", off, n, got, err)
+		}
+		if !bytes.Equal(buf[:got], big[off:end]) {
+			t.Fatalf("ReadAt(%d, %d): content differs", off, n)
+		}
+	}
+}
+
+func TestLargeFileReadTwiceSecondFromCache(t *testing.T) {
+	if testing.Short() {
+		t.Skip("2 GiB object")
+	}
+	r := newBucket(t)
+	const size = 2<<30 + 12345
+	r.putLarge("big", size)
+	r.mount(cfs.Options{ReadCacheSize: 64 << 20})
+	p := filepath.Join(r.mnt, "big")
+	for pass := 1; pass <= 2; pass++ {
+		r.counter.reset()
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkPattern(t, f, size)
+		f.Close()
+		gets := r.counter.gets.Load()
+		t.Logf("pass %d: %d GETs", pass, gets)
+		if pass == 1 && gets < size/(1<<20) {
+			t.Errorf("first read sent %d GETs for %d blocks", gets, size/(1<<20))
+		}
+		if pass == 2 && gets != 0 {
+			t.Errorf("second read of an unchanged object sent %d GETs; want it served from the page cache", gets)
+		}
+	}
+}
+
+func TestObjectChangedBehindTheMountSeenAfterTTL(t *testing.T) {
+	r := newBucket(t)
+	r.put("f", []byte("version one"), nil)
+	r.mount(cfs.Options{StatTTL: 500 * time.Millisecond, NegativeTTL: 500 * time.Millisecond})
+	p := filepath.Join(r.mnt, "f")
+	if b, err := os.ReadFile(p); err != nil || string(b) != "version one" {
+		t.Fatalf("first read: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(r.mnt, "new")); !os.IsNotExist(err) {
+		t.Fatalf("new: %v", err)
+	}
+	r.put("f", []byte("version two, longer"), nil)
+	r.put("new", []byte("n"), nil)
+	eventually(t, 10*time.Second, func() error {
+		b, err := os.ReadFile(p)
+		if err != nil || string(b) != "version two, longer" {
+			return fmt.Errorf("after the TTL: read %q %v", b, err)
+		}
+		if _, err := os.Stat(filepath.Join(r.mnt, "new")); err != nil {
+			return fmt.Errorf("new object not seen after the negative TTL: %v", err)
+		}
+		return nil
+	})
+}
+
+func TestListingRequestCounts(t *testing.T) {
+	const n = 10000
+	r := newBucket(t)
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("big/file-%05d", i)
+	}
+	r.putMany(keys, func(i int) []byte { return []byte{byte(i)} })
+	for _, fast := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fast-list=%v", fast), func(t *testing.T) {
+			r.counter = &countingBucket{Bucket: r.client}
+			r.t = t
+			r.mount(cfs.Options{FastList: fast})
+			out, err := exec.Command("ls", "-l", filepath.Join(r.mnt, "big")).CombinedOutput()
+			if err != nil {
+				t.Fatalf("ls -l: %v: %s", err, out)
+			}
+			if lines := strings.Count(string(out), "\n"); lines != n+1 {
+				t.Fatalf("ls -l printed %d lines, want %d", lines, n+1)
+			}
+			heads, lists, maxInflight := r.counter.heads.Load(), r.counter.lists.Load(), r.counter.maxHeadsX.Load()
+			t.Logf("LIST %d, HEAD %d, most HEADs in flight %d", lists, heads, maxInflight)
+			if lists > 11 {
+				t.Errorf("%d LIST requests, want at most 11", lists)
+			}
+			// One HEAD for the directory's own lookup is allowed.
+			if fast {
+				if heads > 1 {
+					t.Errorf("--fast-list sent %d HEADs, want none per entry", heads)
+				}
+			} else {
+				if heads > n+1 {
+					t.Errorf("%d HEADs for %d objects: more than one per object", heads, n)
+				}
+				if maxInflight < 32 {
+					t.Errorf("at most %d HEADs in flight; want them sent together (>= 32)", maxInflight)
+				}
+			}
+		})
+	}
+}

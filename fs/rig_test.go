@@ -1,0 +1,243 @@
+package fs_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"golang.org/x/sync/errgroup"
+
+	"cosmount/auth"
+	cfs "cosmount/fs"
+	"cosmount/internal/testrig"
+	"cosmount/transport"
+)
+
+var debugFUSE = flag.Bool("debug-fuse", false, "log FUSE requests")
+
+func TestMain(m *testing.M) { testrig.Main(m) }
+
+// countingBucket counts the requests the filesystem sends, by kind, and the
+// most HEADs in flight at once.
+type countingBucket struct {
+	cfs.Bucket
+	heads, gets, lists  atomic.Int64
+	inflight, maxHeadsX atomic.Int64
+}
+
+func (c *countingBucket) Head(ctx context.Context, in *transport.HeadInput) (*transport.ObjectInfo, error) {
+	c.heads.Add(1)
+	n := c.inflight.Add(1)
+	defer c.inflight.Add(-1)
+	for {
+		m := c.maxHeadsX.Load()
+		if n <= m || c.maxHeadsX.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	return c.Bucket.Head(ctx, in)
+}
+
+func (c *countingBucket) Get(ctx context.Context, in *transport.GetInput) (*transport.GetOutput, error) {
+	c.gets.Add(1)
+	return c.Bucket.Get(ctx, in)
+}
+
+func (c *countingBucket) List(ctx context.Context, in *transport.ListInput) (*transport.ListOutput, error) {
+	c.lists.Add(1)
+	return c.Bucket.List(ctx, in)
+}
+
+func (c *countingBucket) reset() {
+	c.heads.Store(0)
+	c.gets.Store(0)
+	c.lists.Store(0)
+	c.maxHeadsX.Store(0)
+}
+
+// rig is a bucket on the test server and, once mounted, a mount of it.
+type rig struct {
+	t       *testing.T
+	client  *transport.Client
+	counter *countingBucket
+	mnt     string
+}
+
+func newBucket(t *testing.T) *rig {
+	t.Helper()
+	srv := testrig.Get(t)
+	bucket := srv.NewBucket(t)
+	c, err := transport.New(transport.Config{
+		Flavor:      transport.FlavorS3,
+		Endpoint:    srv.Endpoint,
+		Bucket:      bucket,
+		Region:      srv.Region,
+		PathStyle:   true,
+		Credentials: auth.NewStatic(auth.Credentials{SecretID: srv.AccessKey, SecretKey: srv.SecretKey}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{t: t, client: c, counter: &countingBucket{Bucket: c}}
+}
+
+// mount mounts the bucket with opt and unmounts it when the test ends.
+func (r *rig) mount(opt cfs.Options) {
+	t := r.t
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	fsys, err := cfs.New(ctx, r.counter, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.mnt = t.TempDir()
+	mo := fsys.MountOptions()
+	mo.DirectMount = true
+	mo.Debug = *debugFUSE
+	server, err := gofs.Mount(r.mnt, fsys.Root(), mo)
+	if err != nil {
+		cancel()
+		t.Fatalf("mount: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := server.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+		cancel()
+	})
+}
+
+// put stores an object directly in the bucket, past the mount.
+func (r *rig) put(key string, data []byte, meta map[string]string) {
+	r.t.Helper()
+	_, err := r.client.Put(context.Background(), &transport.PutInput{
+		Key: key, Body: bytes.NewReader(data), Size: int64(len(data)), Metadata: meta,
+	})
+	if err != nil {
+		r.t.Fatalf("put %q: %v", key, err)
+	}
+}
+
+// putMany stores many small objects in parallel.
+func (r *rig) putMany(keys []string, data func(i int) []byte) {
+	r.t.Helper()
+	var g errgroup.Group
+	g.SetLimit(32)
+	for i, k := range keys {
+		g.Go(func() error {
+			b := data(i)
+			_, err := r.client.Put(context.Background(), &transport.PutInput{Key: k, Body: bytes.NewReader(b), Size: int64(len(b))})
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// putLarge stores size bytes of pattern(off) data through multipart parts.
+func (r *rig) putLarge(key string, size int64) {
+	r.t.Helper()
+	ctx := context.Background()
+	const part = 64 << 20
+	id, err := r.client.InitiateMultipart(ctx, &transport.InitiateInput{Key: key})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	n := int((size + part - 1) / part)
+	parts := make([]transport.Part, n)
+	var g errgroup.Group
+	g.SetLimit(2)
+	var mu sync.Mutex
+	for i := 0; i < n; i++ {
+		g.Go(func() error {
+			off := int64(i) * part
+			ln := min(part, size-off)
+			buf := make([]byte, ln)
+			fillPattern(buf, off)
+			p, err := r.client.UploadPart(ctx, &transport.UploadPartInput{Key: key, UploadID: id, PartNumber: i + 1, Body: bytes.NewReader(buf), Size: ln})
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			parts[i] = *p
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		_ = r.client.AbortMultipart(ctx, key, id)
+		r.t.Fatal(err)
+	}
+	if _, err := r.client.CompleteMultipart(ctx, &transport.CompleteInput{Key: key, UploadID: id, Parts: parts}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// fillPattern writes bytes that depend on their offset, so that a block
+// served at the wrong place shows.
+func fillPattern(b []byte, off int64) {
+	for i := range b {
+		o := off + int64(i)
+		b[i] = byte(o*7 + o>>20*13 + o>>12)
+	}
+}
+
+// checkPattern reads r to the end and reports the first byte that differs
+// from fillPattern, or a wrong length.
+func checkPattern(t *testing.T, rd io.Reader, size int64) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	want := make([]byte, 1<<20)
+	var off int64
+	for {
+		n, err := io.ReadFull(rd, buf)
+		if n > 0 {
+			fillPattern(want[:n], off)
+			if !bytes.Equal(buf[:n], want[:n]) {
+				for i := range n {
+					if buf[i] != want[i] {
+						t.Fatalf("byte %d differs: got %d want %d", off+int64(i), buf[i], want[i])
+					}
+				}
+			}
+			off += int64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+	}
+	if off != size {
+		t.Fatalf("read %d bytes, want %d", off, size)
+	}
+}
+
+// eventually retries check until it passes or d runs out.
+func eventually(t *testing.T, d time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
