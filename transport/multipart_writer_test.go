@@ -1,0 +1,202 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// The tests' names start with Upload so that -run 'Upload|Copier|Copy' runs them.
+
+func TestUploadWriterOutOfOrder(t *testing.T) {
+	data := testBytes(5*mib+100, 9)
+	f := newFakeBucket()
+	u := newTestUploader(f, UploaderOptions{ChunkSize: mib, ChunkParallelLimit: 2})
+	ctx := context.Background()
+	mw, err := u.Begin(ctx, "k", "application/x-test", map[string]string{"uid": "7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := bytes.NewReader(data)
+	for _, num := range []int{6, 2, 4, 1, 5, 3} {
+		off := int64(num-1) * mib
+		if err := mw.AddPart(ctx, num, src, off, min(mib, int64(len(data))-off)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mw.ExpectSize(int64(len(data)))
+	if _, err := mw.Complete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o := f.object("k")
+	if o == nil || !bytes.Equal(o.data, data) || o.ctype != "application/x-test" || o.meta["uid"] != "7" {
+		t.Fatal("object differs")
+	}
+	if err := mw.Abort(ctx); err != nil || len(f.aborted) != 0 {
+		t.Errorf("Abort after Complete: %v, %d aborted", err, len(f.aborted))
+	}
+	if err := mw.AddPart(ctx, 7, src, 0, 1); err == nil {
+		t.Error("AddPart after Complete accepted")
+	}
+	if _, err := mw.Complete(ctx); err == nil {
+		t.Error("second Complete accepted")
+	}
+}
+
+func TestUploadWriterReplacePart(t *testing.T) {
+	f := newFakeBucket()
+	f.delay = 10 * time.Millisecond
+	u := newTestUploader(f, UploaderOptions{ChunkSize: mib, ChunkParallelLimit: 4})
+	ctx := context.Background()
+	mw, err := u.Begin(ctx, "k", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := testBytes(mib, 1), testBytes(mib, 2)
+	_ = mw.AddPart(ctx, 1, bytes.NewReader(a), 0, mib)
+	_ = mw.AddPart(ctx, 1, bytes.NewReader(b), 0, mib) // the later one wins
+	_ = mw.AddPart(ctx, 2, bytes.NewReader(a), 0, 10)
+	if _, err := mw.Complete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if want := append(bytes.Clone(b), a[:10]...); !bytes.Equal(f.object("k").data, want) {
+		t.Error("replaced part lost")
+	}
+}
+
+func TestUploadWriterChecks(t *testing.T) {
+	ctx := context.Background()
+	type step struct {
+		num       int
+		off, size int64
+	}
+	for name, tc := range map[string]struct {
+		parts  []step
+		expect int64
+	}{
+		"gap":         {parts: []step{{1, 0, mib}, {3, 2 * mib, mib}}, expect: -1},
+		"small part":  {parts: []step{{1, 0, mib - 1}, {2, mib, mib}}, expect: -1},
+		"size":        {parts: []step{{1, 0, mib}, {2, mib, 5}}, expect: mib + 6},
+		"no parts":    {expect: -1},
+		"not from 1":  {parts: []step{{2, 0, mib}}, expect: -1},
+		"short input": {parts: []step{{1, 0, mib}, {2, 3 * mib, mib}}, expect: -1},
+	} {
+		f := newFakeBucket()
+		u := newTestUploader(f, UploaderOptions{ChunkSize: mib})
+		mw, err := u.Begin(ctx, "k", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := bytes.NewReader(testBytes(3*mib+1, 1))
+		for _, p := range tc.parts {
+			_ = mw.AddPart(ctx, p.num, src, p.off, p.size)
+		}
+		if tc.expect >= 0 {
+			mw.ExpectSize(tc.expect)
+		}
+		if _, err := mw.Complete(ctx); err == nil {
+			t.Errorf("%s: completed", name)
+		}
+		if f.nCalls("Complete") != 0 {
+			t.Errorf("%s: Complete sent", name)
+		}
+		assertAborted(t, f, "k")
+	}
+	f := newFakeBucket()
+	mw, _ := newTestUploader(f, UploaderOptions{}).Begin(ctx, "k", "", nil)
+	for _, p := range []step{{0, 0, 1}, {MaxParts + 1, 0, 1}, {1, -1, 1}, {1, 0, 0}, {1, 0, MaxPartSize + 1}} {
+		if err := mw.AddPart(ctx, p.num, bytes.NewReader(nil), p.off, p.size); err == nil {
+			t.Errorf("AddPart%v accepted", p)
+		}
+	}
+	if err := mw.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := mw.Abort(ctx); err != nil {
+		t.Errorf("second Abort: %v", err)
+	}
+	assertAborted(t, f, "k")
+}
+
+func TestUploadWriterPartFailure(t *testing.T) {
+	f := newFakeBucket()
+	f.failPart = func(num, attempt int) error {
+		if num == 2 {
+			return &Error{Op: "UploadPart", StatusCode: 404, Code: "NoSuchUpload", Kind: ErrNotFound}
+		}
+		return nil
+	}
+	u := newTestUploader(f, UploaderOptions{ChunkSize: mib, ChunkParallelLimit: 1})
+	ctx := context.Background()
+	mw, err := u.Begin(ctx, "k", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := bytes.NewReader(testBytes(4*mib, 1))
+	var addErr error
+	for num := 1; num <= 4 && addErr == nil; num++ {
+		addErr = mw.AddPart(ctx, num, src, int64(num-1)*mib, mib)
+	}
+	if _, err := mw.Complete(ctx); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Complete: %v", err)
+	}
+	if !errors.Is(addErr, ErrNotFound) {
+		t.Errorf("a later AddPart did not report the failure: %v", addErr)
+	}
+	assertAborted(t, f, "k")
+}
+
+func TestUploadWriterCopyParts(t *testing.T) {
+	f := newFakeBucket()
+	data := testBytes(3*mib, 5)
+	f.putObject("src", data, nil, "")
+	u := newTestUploader(f, UploaderOptions{ChunkSize: mib})
+	ctx := context.Background()
+	mw, err := u.Begin(ctx, "dst", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail := []byte("new tail")
+	etag := f.object("src").etag
+	_ = mw.AddCopyPart(ctx, 1, "src", etag, 0, 2*mib)
+	_ = mw.AddPart(ctx, 2, bytes.NewReader(tail), 0, int64(len(tail)))
+	if _, err := mw.Complete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if want := append(bytes.Clone(data[:2*mib]), tail...); !bytes.Equal(f.object("dst").data, want) {
+		t.Error("content differs")
+	}
+	// A stale ETag fails the part and the upload, without retries.
+	mw, _ = u.Begin(ctx, "dst2", "", nil)
+	_ = mw.AddCopyPart(ctx, 1, "src", "stale", 0, mib)
+	if _, err := mw.Complete(ctx); !errors.Is(err, ErrPreconditionFailed) {
+		t.Errorf("stale ETag: %v", err)
+	}
+	if f.attempts[1] != 2 { // one good copy above, one failed here
+		t.Errorf("attempts %v", f.attempts)
+	}
+	assertAborted(t, f, "dst2")
+}
+
+func TestUploadWriterCompleteCancelled(t *testing.T) {
+	f := newFakeBucket()
+	f.delay = 5 * time.Second
+	u := newTestUploader(f, UploaderOptions{ChunkSize: mib})
+	mw, err := u.Begin(context.Background(), "k", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = mw.AddPart(context.Background(), 1, bytes.NewReader(make([]byte, 10)), 0, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := mw.Complete(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Complete: %v", err)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Error("Complete waited for the part")
+	}
+	assertAborted(t, f, "k")
+}
