@@ -3,6 +3,7 @@ package transport
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Sentinel kinds; test with errors.Is(err, transport.ErrNotFound).
@@ -19,6 +20,9 @@ var (
 	ErrConflict           = errors.New("conflict")
 	ErrChecksum           = errors.New("checksum mismatch")
 	ErrBadConfig          = errors.New("bad configuration")
+	// ErrNetwork is a failure without an answer: a reset or refused
+	// connection, a timeout, a truncated body. Err holds the cause.
+	ErrNetwork = errors.New("network error")
 )
 
 // Error is a failed bucket call. errors.Is(err, Kind) holds.
@@ -31,6 +35,8 @@ type Error struct {
 	RequestID  string
 	Kind       error // one of the sentinels above
 	Err        error // underlying cause (network error), may be nil
+
+	date time.Time // the answer's Date header, for clock correction
 }
 
 func (e *Error) Error() string {
