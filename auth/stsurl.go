@@ -1,0 +1,144 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"time"
+)
+
+// Defaults for the HTTP sources.
+const (
+	DefaultHTTPTimeout = 30 * time.Second
+	DefaultBodyLimit   = 1 << 20
+)
+
+// STSURL fetches temporary keys with an HTTP GET from an endpoint on the
+// user's own server (the backend pattern COS documents for browsers). The
+// answer must be 2xx with a JSON body in any shape ParseCredentialsJSON
+// accepts. Headers are sent as given; HeaderFiles name files whose content
+// (trimmed) is a header's value, read on every request so a rotated bearer
+// token is picked up.
+//
+// Errors never show header values, the URL's query or user info, or the
+// body, except the Code and Message of a Tencent STS error answer.
+type STSURL struct {
+	URL         string
+	Headers     map[string]string
+	HeaderFiles map[string]string
+	Client      *http.Client     // nil means one with Timeout and the environment's proxy
+	Timeout     time.Duration    // 0 means DefaultHTTPTimeout
+	BodyLimit   int64            // 0 means DefaultBodyLimit
+	Now         func() time.Time // nil means time.Now
+}
+
+// Retrieve implements Provider.
+func (s *STSURL) Retrieve(ctx context.Context) (Credentials, error) {
+	name := "sts-url " + redactURL(s.URL)
+	headers := http.Header{}
+	for k, v := range s.Headers {
+		headers.Set(k, v)
+	}
+	for _, k := range sortedKeys(s.HeaderFiles) {
+		v, err := readPublicFile(s.HeaderFiles[k], "header file for "+k)
+		if err != nil {
+			return Credentials{}, fmt.Errorf("%s: %w", name, err)
+		}
+		headers.Set(k, v)
+	}
+	body, err := httpGet(ctx, s.Client, s.URL, headers, s.Timeout, s.BodyLimit, true)
+	if err != nil {
+		return Credentials{}, fmt.Errorf("%s: %w", name, err)
+	}
+	c, err := ParseCredentialsJSON(body, nowOr(s.Now)())
+	if err != nil {
+		return Credentials{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return c, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// redactURL shows scheme, host and path only: the query and user info may
+// hold secrets.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(malformed URL)"
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+}
+
+// httpGet GETs rawURL and returns the body of a 2xx answer. Its errors say
+// what went wrong without the URL's query, the headers or the body.
+func httpGet(ctx context.Context, client *http.Client, rawURL string, h http.Header, timeout time.Duration, limit int64, useProxy bool) ([]byte, error) {
+	if timeout <= 0 {
+		timeout = DefaultHTTPTimeout
+	}
+	if limit <= 0 {
+		limit = DefaultBodyLimit
+	}
+	if client == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		if !useProxy {
+			tr.Proxy = nil
+		}
+		client = &http.Client{Transport: tr}
+		defer tr.CloseIdleConnections()
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("not an http:// or https:// URL")
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, errors.New("cannot make a request for this URL")
+	}
+	if h != nil {
+		req.Header = h.Clone()
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error quotes the whole URL, query included
+		}
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			return nil, fmt.Errorf("no answer within %s", timeout)
+		}
+		return nil, fmt.Errorf("unreachable: %w", err)
+	}
+	defer resp.Body.Close()
+	body, rerr := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		msg := "HTTP " + resp.Status
+		if e := stsErrorIn(body); e != nil {
+			msg += ": " + e.Error()
+		}
+		return nil, errors.New(oneLine(msg, 400))
+	}
+	if rerr != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("answer not complete within %s", timeout)
+		}
+		return nil, fmt.Errorf("reading the answer: %w", rerr)
+	}
+	if int64(len(body)) > limit {
+		return nil, fmt.Errorf("answer is larger than %d bytes; refused", limit)
+	}
+	return body, nil
+}
