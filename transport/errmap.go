@@ -89,7 +89,8 @@ func kindOf(status int, code, message string) error {
 	case "PreconditionFailed":
 		return ErrPreconditionFailed
 	case "ExpiredToken", "ExpiredTokenException", "InvalidAccessKeyId", "InvalidClientTokenId",
-		"TokenRefreshRequired", "InvalidToken", "InvalidSecurityToken":
+		"TokenRefreshRequired", "InvalidToken", "InvalidSecurityToken",
+		"XAdminUserNotFound": // versitygw's word for an unknown access key
 		return ErrExpiredCredentials
 	case "RequestTimeTooSkewed", "RequestExpired":
 		return ErrClockSkew
@@ -120,7 +121,8 @@ func kindOf(status int, code, message string) error {
 		return ErrPreconditionFailed
 	case status == http.StatusUnauthorized, status == http.StatusForbidden:
 		return ErrAccessDenied
-	case status == http.StatusTooManyRequests:
+	case status == http.StatusTooManyRequests, status == http.StatusServiceUnavailable:
+		// S3 answers 503 for SlowDown; a HEAD's 503 has no code to say so.
 		return ErrThrottled
 	case status == http.StatusConflict:
 		return ErrConflict

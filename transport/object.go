@@ -22,11 +22,42 @@ func (c *Client) Head(ctx context.Context, in *HeadInput) (*ObjectInfo, error) {
 		return nil, err
 	}
 	resp, err := c.do(ctx, r)
+	var e *Error
+	if errors.As(err, &e) && e.Code == "" && (e.StatusCode == http.StatusBadRequest || e.StatusCode == http.StatusForbidden) {
+		// A HEAD answer has no body to say why it failed. Ask again with
+		// a one-byte GET, whose error document names the code (and whose
+		// expired-credentials answer gets the keys refreshed).
+		perr := c.probe(ctx, in.Key)
+		var pe *Error
+		switch {
+		case errors.As(perr, &pe) && pe.Code != "" && isAuthKind(pe.Kind):
+			pe.Op = r.op.String()
+			return nil, pe
+		case perr == nil || errors.As(perr, &pe) && pe.Code != "":
+			// The GET got past authentication: try the HEAD once more.
+			resp, err = c.do(ctx, r)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	info := c.infoFromHeader(in.Key, resp.Header)
 	return &info, nil
+}
+
+// probe GETs the first byte of key, for an error document.
+func (c *Client) probe(ctx context.Context, key string) error {
+	r := &request{op: opGet, method: http.MethodGet, key: key, header: http.Header{}, stream: true}
+	r.header.Set("Range", "bytes=0-0")
+	resp, err := c.do(ctx, r)
+	if err == nil {
+		resp.stream.Close()
+	}
+	return err
+}
+
+func isAuthKind(k error) bool {
+	return k == ErrAccessDenied || k == ErrExpiredCredentials || k == ErrClockSkew
 }
 
 // Put uploads one object in a single request. The body is sent from its
