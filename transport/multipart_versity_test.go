@@ -121,8 +121,8 @@ func TestUploadVersity64MiB(t *testing.T) {
 			if out.Parts != 8 || out.Size != int64(len(data)) {
 				t.Errorf("out %+v", out)
 			}
-			if v.maxFlight != DefaultChunkParallelLimit {
-				t.Errorf("%d parts in flight at most, want %d", v.maxFlight, DefaultChunkParallelLimit)
+			if v.maxFlight < 2 || v.maxFlight > DefaultChunkParallelLimit {
+				t.Errorf("%d parts in flight at most, want 2..%d", v.maxFlight, DefaultChunkParallelLimit)
 			}
 			sum, info := v.md5Of(t, in.Key)
 			if sum != want || info.Size != int64(len(data)) || info.Metadata["mtime"] != "1700000000" {

@@ -220,7 +220,7 @@ func (u *Uploader) sizeErr(in *UploadInput, got int64) error {
 func (u *Uploader) put(ctx context.Context, in *UploadInput, body *partBody) (*UploadOutput, error) {
 	out, err := u.api.Put(ctx, &PutInput{Key: in.Key, Body: body, Size: body.size,
 		ContentType: in.ContentType, Metadata: in.Metadata})
-	if err == nil {
+	if err == nil || body.short {
 		err = body.check()
 	}
 	if err != nil {

@@ -352,3 +352,47 @@ func TestUploadBadInput(t *testing.T) {
 		t.Errorf("clamped %+v", o)
 	}
 }
+
+func TestUploadBufPool(t *testing.T) {
+	for n, want := range map[int]int{1: 4096, 4096: 4096, 4097: 8192, mib: mib, mib + 1: 2 * mib, 8 * mib: 8 * mib, 16*mib + 1: 17 * mib} {
+		if got := sizeClass(n); got != want {
+			t.Errorf("sizeClass(%d) = %d, want %d", n, got, want)
+		}
+	}
+	p := newBufPool()
+	b := p.get(3 * mib)
+	if len(*b) != 3*mib {
+		t.Fatalf("len %d", len(*b))
+	}
+	p.put(b)
+	if b2 := p.get(3*mib - 5); len(*b2) != 3*mib {
+		t.Errorf("len %d", len(*b2))
+	}
+}
+
+func TestUploadPartBody(t *testing.T) {
+	src := bytes.NewReader([]byte("0123456789"))
+	b := &partBody{src: src, off: 2, size: 5}
+	got, err := io.ReadAll(b)
+	if err != nil || string(got) != "23456" || b.check() != nil {
+		t.Fatalf("%q %v %v", got, err, b.check())
+	}
+	if pos, err := b.Seek(1, io.SeekStart); err != nil || pos != 1 {
+		t.Fatal(pos, err)
+	}
+	if got, _ := io.ReadAll(b); string(got) != "3456" {
+		t.Errorf("after seek %q", got)
+	}
+	if end, _ := b.Seek(0, io.SeekEnd); end != 5 {
+		t.Errorf("end %d", end)
+	}
+	short := &partBody{src: src, off: 8, size: 5}
+	var pe *permanentError
+	if _, err := io.ReadAll(short); !errors.Is(err, io.ErrUnexpectedEOF) || !errors.As(short.check(), &pe) || retryable(short.check()) {
+		t.Errorf("short source: %v", err)
+	}
+	unread := &partBody{src: src, size: 5}
+	if unread.check() == nil {
+		t.Error("unread body passed the check")
+	}
+}
