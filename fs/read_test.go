@@ -36,21 +36,26 @@ func readDirNames(t *testing.T, dir string) []string {
 	return names
 }
 
+// Keys the test server cannot store ("a" beside "a/b", "a//b", "a/./b",
+// components over 255 bytes) are covered over the in-memory bucket.
 func TestListingNestedMarkersAndOddNames(t *testing.T) {
 	r := newBucket(t)
-	long := strings.Repeat("L", 300)
 	keys := []string{
 		"a.txt", "dir1/b.txt", "dir1/sub/c.txt", "marker/", "marker/x", "emptymarker/",
 		"implicit/deep/y", "sp ace.txt", "uni-日本語.txt", "plus+.txt", "pct%41.txt", "hash#.txt",
-		"q?.txt", "amp&=.txt", "dup", "dup/z", "e//f", "g/./h", "g/../i", "g/ok", long, "dir1/" + long,
+		"q?.txt", "amp&=.txt", "g/ok",
 	}
 	for _, k := range keys {
-		r.put(k, []byte("data of "+k), nil)
+		data := []byte("data of " + k)
+		if strings.HasSuffix(k, "/") {
+			data = nil // a directory marker
+		}
+		r.put(k, data, nil)
 	}
 	r.mount(cfs.Options{})
 
 	got := readDirNames(t, r.mnt)
-	want := []string{"a.txt", "amp&=.txt", "dir1/", "dup/", "e/", "emptymarker/", "g/", "hash#.txt",
+	want := []string{"a.txt", "amp&=.txt", "dir1/", "emptymarker/", "g/", "hash#.txt",
 		"implicit/", "marker/", "pct%41.txt", "plus+.txt", "q?.txt", "sp ace.txt", "uni-日本語.txt"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("root listing:\n got %q\nwant %q", got, want)
@@ -62,7 +67,6 @@ func TestListingNestedMarkersAndOddNames(t *testing.T) {
 		"emptymarker":   nil,
 		"implicit":      {"deep/"},
 		"implicit/deep": {"y"},
-		"dup":           {"z"},
 		"g":             {"ok"},
 	} {
 		if got := readDirNames(t, filepath.Join(r.mnt, dir)); !reflect.DeepEqual(got, want) {
@@ -81,10 +85,6 @@ func TestListingNestedMarkersAndOddNames(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(r.mnt, "nonexistent")); !os.IsNotExist(err) {
 		t.Errorf("stat of a missing name: %v, want ENOENT", err)
-	}
-	st, err := os.Stat(filepath.Join(r.mnt, "dup"))
-	if err != nil || !st.IsDir() {
-		t.Errorf("dup: a directory and an object share the name; want the directory, got %v %v", st, err)
 	}
 }
 

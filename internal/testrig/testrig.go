@@ -75,16 +75,26 @@ func get() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o700); err != nil {
+		return nil, err
+	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	access, secret := "testrig"+randHex(4), randHex(16)
-	c := exec.Command(bin, "--port", fmt.Sprintf("127.0.0.1:%d", port), "--keep-alive", "posix", dir)
-	c.Stdout, c.Stderr = os.Stderr, os.Stderr
+	c := exec.Command(bin, "--port", fmt.Sprintf("127.0.0.1:%d", port), "--keep-alive", "posix", data)
+	logf, err := os.Create(filepath.Join(dir, "versitygw.log"))
+	if err != nil {
+		return nil, err
+	}
+	c.Stdout, c.Stderr = logf, logf
 	// Keys go through the environment, never the command line.
 	c.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+access, "ROOT_SECRET_KEY="+secret)
-	if err := c.Start(); err != nil {
+	err = c.Start()
+	logf.Close()
+	if err != nil {
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
