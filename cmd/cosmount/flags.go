@@ -34,6 +34,8 @@ type config struct {
 
 	foreground, debugFUSE bool
 	logLevel, logFile     string
+
+	creds *credFlags
 }
 
 // optBool is a bool flag that knows whether it was given.
@@ -152,6 +154,8 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fl.BoolVar(&c.debugFUSE, "debug-fuse", false, "log every FUSE request")
 	fl.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&c.logFile, "log-file", "", "log here (default stderr in the foreground, nothing in the background)")
+
+	c.creds = addCredentialFlags(fl)
 
 	var pos []string
 	rest := args

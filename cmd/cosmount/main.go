@@ -97,7 +97,7 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	creds, desc, err := auth.NewProvider(ctx, auth.SourceConfig{Bucket: c.bucket, Env: os.Getenv})
+	creds, desc, err := auth.NewProvider(ctx, c.creds.sourceConfig(c.bucket))
 	if err != nil {
 		return fmt.Errorf("credentials: %w", err)
 	}
