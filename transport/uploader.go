@@ -274,7 +274,11 @@ func (u *Uploader) uploadSeq(ctx context.Context, in *UploadInput, src io.Reader
 		if in.Size < 0 {
 			want = GrowingPartSize(u.opt.ChunkSize, num)
 		}
-		if num > MaxParts {
+		if num > MaxParts { // only with an unknown size: is there more?
+			var one [1]byte
+			if k, _ := io.ReadFull(src, one[:]); k == 0 {
+				break
+			}
 			return nil, mw.fail(ctx, fmt.Errorf("transport: upload %q: more than %d parts: %w", in.Key, MaxParts, ErrTooLarge))
 		}
 		if err := mw.reserve(ctx); err != nil {
@@ -309,6 +313,9 @@ func (u *Uploader) uploadSeq(ctx context.Context, in *UploadInput, src io.Reader
 		var one [1]byte
 		if k, _ := io.ReadFull(src, one[:]); k > 0 {
 			total++
+		}
+		if total > in.Size {
+			return nil, mw.fail(ctx, fmt.Errorf("transport: upload %q: body longer than Size %d", in.Key, in.Size))
 		}
 		if total != in.Size {
 			return nil, mw.fail(ctx, u.sizeErr(in, total))

@@ -396,3 +396,26 @@ func TestUploadPartBody(t *testing.T) {
 		t.Error("unread body passed the check")
 	}
 }
+
+func TestUploadUnknownSizeMaxParts(t *testing.T) {
+	// 1-byte chunks grow to 512 bytes: 10,000 parts hold 1,023,000 bytes.
+	const capacity = 1000 * 1023
+	opt := UploaderOptions{SliceSize: 1000, ChunkSize: 1, MinPartSize: 1, ChunkParallelLimit: 8}
+	data := testBytes(capacity+1, 8)
+	f := newFakeBucket()
+	f.minPart = 1
+	out, err := newTestUploader(f, opt).Upload(context.Background(), &UploadInput{Key: "k", Body: bytes.NewReader(data[:capacity]), Size: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Parts != MaxParts || !bytes.Equal(f.object("k").data, data[:capacity]) {
+		t.Errorf("%d parts", out.Parts)
+	}
+	f = newFakeBucket()
+	f.minPart = 1
+	_, err = newTestUploader(f, opt).Upload(context.Background(), &UploadInput{Key: "k", Body: bytes.NewReader(data), Size: -1})
+	if !errors.Is(err, ErrTooLarge) {
+		t.Errorf("one byte too many: %v", err)
+	}
+	assertAborted(t, f, "k")
+}
