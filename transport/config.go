@@ -186,29 +186,45 @@ func (c *Client) configureS3() error {
 }
 
 func parseEndpoint(ep string) (*url.URL, error) {
+	shown := redactEndpoint(ep)
+	if !strings.Contains(ep, "://") {
+		return nil, badConfig("endpoint %q must start with http:// or https://", shown)
+	}
 	u, err := url.Parse(ep)
 	if err != nil {
-		return nil, badConfig("endpoint %q is not a URL: %v", ep, err)
+		// url's message quotes the whole URL: keep it out when it may
+		// carry a password.
+		if shown != ep {
+			return nil, badConfig("endpoint %q is not a URL", shown)
+		}
+		return nil, badConfig("endpoint %q is not a URL: %v", shown, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, badConfig("endpoint %q must start with http:// or https://", ep)
+		return nil, badConfig("endpoint %q must start with http:// or https://", shown)
 	}
 	if u.User != nil {
-		return nil, badConfig("endpoint %q must not carry user information", redactURL(u))
+		return nil, badConfig("endpoint %q must not carry user information", shown)
 	}
 	if u.Host == "" || !hostRE.MatchString(u.Host) && !strings.HasPrefix(u.Host, "[") {
-		return nil, badConfig("endpoint %q has no valid host", ep)
+		return nil, badConfig("endpoint %q has no valid host", shown)
 	}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return nil, badConfig("endpoint %q must be scheme://host[:port] with no path, query or fragment", ep)
+		return nil, badConfig("endpoint %q must be scheme://host[:port] with no path, query or fragment", shown)
 	}
 	return u, nil
 }
 
-func redactURL(u *url.URL) string {
-	v := *u
-	v.User = nil
-	return v.String()
+// redactEndpoint hides user information (a password) in an endpoint.
+func redactEndpoint(ep string) string {
+	i := strings.LastIndex(ep, "@")
+	if i < 0 {
+		return ep
+	}
+	j := strings.Index(ep, "://")
+	if j < 0 || j > i {
+		return "***@" + ep[i+1:]
+	}
+	return ep[:j+3] + "***@" + ep[i+1:]
 }
 
 func isIPOrLocal(h string) bool {

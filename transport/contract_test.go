@@ -483,3 +483,9 @@ func contractCancelled(t *testing.T, b contractBucket) {
 		t.Errorf("get with cancelled context: %v", err)
 	}
 }
+
+// TestContractCOSFake runs the suite with the cos flavour against the
+// in-process COS fake, which verifies every request's signature.
+func TestContractCOSFake(t *testing.T) {
+	runContract(t, func(t *testing.T) contractBucket { return newCOSFake(t).client(t) })
+}

@@ -111,8 +111,13 @@ func kindOf(status int, code, message string) error {
 		return ErrConflict
 	case "InternalError", "ServiceUnavailable":
 		return ErrServer
-	case "NotImplemented":
+	case "NotImplemented", "InvalidPart", "InvalidPartOrder", "EntityTooSmall", "InvalidArgument",
+		"InvalidRequest", "MalformedXML", "InvalidRange", "InvalidDigest", "InvalidBucketName",
+		"KeyTooLong", "MetadataTooLarge", "InvalidObjectName":
 		return ErrInvalidRequest
+	case "BadDigest":
+		// The body changed on the way; sending it again may do.
+		return ErrChecksum
 	}
 	switch {
 	case status == http.StatusNotFound:
