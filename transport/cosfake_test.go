@@ -424,4 +424,3 @@ func verifyCOSSignature(r *http.Request, cred auth.Credentials, now time.Time) e
 	}
 	return nil
 }
-
