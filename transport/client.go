@@ -51,7 +51,10 @@ type Config struct {
 	// bytes keep coming. 0 means 60s.
 	Timeout     time.Duration
 	Credentials auth.Provider
-	HTTPClient  *http.Client // nil: a tuned default
+	// HTTPClient sends the requests; nil means a tuned default (see
+	// DefaultTransport). Leave its Timeout zero: it would also cut long
+	// streamed bodies, which Timeout above does not.
+	HTTPClient *http.Client
 	// MaxRetries is how many times a retryable failure is retried (default 3;
 	// negative: never).
 	MaxRetries int

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/md5"
 	"encoding/hex"
+	"encoding/xml"
 	"errors"
 	"io"
 	"net/http"
@@ -267,5 +268,31 @@ func TestCOSCRC64(t *testing.T) {
 	// Ranged reads carry the whole object's CRC64: not checked.
 	if got, _ := mustGet(t, c, &GetInput{Key: "k", Offset: 10, Length: 100}); !bytes.Equal(got, data[10:110]) {
 		t.Error("ranged read differs")
+	}
+}
+
+// TestDeleteManyKeyErrors: per-key failures come back; missing keys do not
+// count as failures.
+func TestDeleteManyKeyErrors(t *testing.T) {
+	f := newCOSFake(t)
+	c := f.client(t)
+	f.mu.Lock()
+	f.hook = func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		if r.Method != "POST" {
+			return false
+		}
+		cfXML(w, struct {
+			XMLName xml.Name                              `xml:"DeleteResult"`
+			Errors  []struct{ Key, Code, Message string } `xml:"Error"`
+		}{Errors: []struct{ Key, Code, Message string }{
+			{"locked & key", "AccessDenied", "Access Denied"},
+			{"gone", "NoSuchKey", "The specified key does not exist."},
+		}})
+		return true
+	}
+	f.mu.Unlock()
+	failed, err := c.DeleteMany(testCtx(t), []string{"a", "locked & key", "gone"})
+	if err != nil || len(failed) != 1 || failed[0] != (DeleteError{Key: "locked & key", Code: "AccessDenied", Message: "Access Denied"}) {
+		t.Errorf("%+v %v", failed, err)
 	}
 }

@@ -119,8 +119,8 @@ func (f *cosFake) listParts(w http.ResponseWriter, r *http.Request, up *cfUpload
 	q := r.URL.Query()
 	marker, _ := strconv.Atoi(q.Get("part-number-marker"))
 	max, _ := strconv.Atoi(q.Get("max-parts"))
-	if max <= 0 || max > 3 {
-		max = 3 // small pages, to exercise paging
+	if max <= 0 || max > 2 {
+		max = 2 // small pages, to exercise paging
 	}
 	var nums []int
 	for n := range up.parts {
