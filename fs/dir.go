@@ -15,6 +15,7 @@ import (
 // Dir is a directory: a key prefix, with or without a marker object.
 type Dir struct {
 	gofs.Inode
+	noXattrs
 	fsys *FS
 }
 
@@ -69,6 +70,14 @@ func (d *Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gof
 		return nil, syscall.ENAMETOOLONG
 	}
 	key := d.prefix() + name
+	if n := d.childFile(name); n != nil && n.writing() {
+		// Being written here: the local copy is the truth.
+		m, _ := n.refresh(ctx)
+		d.fsys.fillAttr(m, &out.Attr)
+		out.SetEntryTimeout(d.fsys.opt.StatTTL)
+		out.SetAttrTimeout(d.fsys.opt.StatTTL)
+		return n.EmbeddedInode(), 0
+	}
 	m, errno := d.fsys.stat(ctx, key)
 	if errno != 0 {
 		return nil, errno
@@ -147,7 +156,7 @@ func (d *Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 				}
 				continue
 			}
-			if !f.validName(o.Key, name) {
+			if !f.validName(o.Key, name) || f.isHidden(o.Key) {
 				continue
 			}
 			if _, ok := names[name]; ok {
@@ -174,6 +183,13 @@ func (d *Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 			break
 		}
 		token = out.NextToken
+	}
+	for nm, ch := range d.Children() {
+		if n, ok := ch.Operations().(*File); ok && n.writing() {
+			if _, ok := names[nm]; !ok {
+				names[nm] = syscall.S_IFREG
+			}
+		}
 	}
 	entries := make([]fuse.DirEntry, 0, len(names)+2)
 	entries = append(entries, fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR}, fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR})

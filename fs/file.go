@@ -16,32 +16,57 @@ import (
 
 // File is an object: a regular file or a symlink.
 //
-// Lock order: mu guards meta, openETag and target; never held across I/O.
+// Lock order: upMu (one upload at a time), then mu. mu guards meta,
+// openETag, target, opens and ws; it is never held across a bucket call.
 type File struct {
 	gofs.Inode
+	noXattrs
 	fsys *FS
+
+	upMu sync.Mutex
 
 	mu       sync.Mutex
 	meta     objMeta
 	openETag string // ETag at the last open, to keep the page cache
 	target   string // symlink target once read
+	opens    int    // open handles
+	ws       *writeState
+	// deleteKey: unlinked while open; this object goes at the last close.
+	deleteKey string
 }
 
 var (
 	_ = (gofs.NodeGetattrer)((*File)(nil))
 	_ = (gofs.NodeOpener)((*File)(nil))
 	_ = (gofs.NodeReadlinker)((*File)(nil))
+	_ = (gofs.NodeSetattrer)((*File)(nil))
 )
 
 func (n *File) key() string { return n.fsys.keyOf(n.Path(n.fsys.root.EmbeddedInode())) }
 
 func (n *File) setMeta(m objMeta) {
 	n.mu.Lock()
+	if n.ws != nil {
+		// The local copy is newer than what the bucket says.
+		n.mu.Unlock()
+		return
+	}
 	if n.meta.etag != m.etag {
 		n.target = ""
 	}
 	n.meta = m
 	n.mu.Unlock()
+}
+
+// getMetaWithSize is getMeta with the local copy's size when there is one.
+func (n *File) getMetaWithSize() objMeta {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	m := n.meta
+	if n.ws != nil {
+		m.size = n.ws.size
+	}
+	return m
 }
 
 func (n *File) getMeta() objMeta {
@@ -52,8 +77,17 @@ func (n *File) getMeta() objMeta {
 
 func (n *File) fileType() uint32 { return n.getMeta().fileType() }
 
-// refresh revalidates the node's attributes through the stat cache.
+// refresh revalidates the node's attributes through the stat cache; a file
+// being written answers from its local copy.
 func (n *File) refresh(ctx context.Context) (objMeta, syscall.Errno) {
+	n.mu.Lock()
+	if n.ws != nil {
+		m := n.meta
+		m.size = n.ws.size
+		n.mu.Unlock()
+		return m, 0
+	}
+	n.mu.Unlock()
 	m, errno := n.fsys.stat(ctx, n.key())
 	if errno != 0 {
 		return objMeta{}, errno
@@ -70,10 +104,13 @@ func (n *File) refresh(ctx context.Context) (objMeta, syscall.Errno) {
 // Getattr implements NodeGetattrer.
 func (n *File) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	var m objMeta
-	if h, ok := fh.(*handle); ok {
+	if h, ok := fh.(*handle); ok && !h.writable {
 		// An open file keeps the version it opened.
-		m = n.getMeta()
-		m.size, m.etag = h.size, h.etag
+		m, _ = n.refresh(ctx)
+		if !n.writing() {
+			m = n.getMeta()
+			m.size, m.etag = h.size, h.etag
+		}
 	} else {
 		var errno syscall.Errno
 		if m, errno = n.refresh(ctx); errno != 0 {
@@ -85,9 +122,16 @@ func (n *File) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOu
 	return 0
 }
 
+func (n *File) writing() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ws != nil
+}
+
 // Open implements NodeOpener.
 func (n *File) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
+	writable := flags&syscall.O_ACCMODE != syscall.O_RDONLY
+	if (writable || flags&syscall.O_TRUNC != 0) && n.fsys.opt.ReadOnly {
 		return nil, 0, syscall.EROFS
 	}
 	m, errno := n.refresh(ctx)
@@ -95,15 +139,28 @@ func (n *File) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		return nil, 0, errno
 	}
 	n.mu.Lock()
-	keep := n.openETag == m.etag && m.etag != ""
-	n.openETag = m.etag
-	n.mu.Unlock()
+	defer n.mu.Unlock()
+	if writable || flags&syscall.O_TRUNC != 0 {
+		if m.fileType() == syscall.S_IFLNK {
+			return nil, 0, syscall.ELOOP
+		}
+		if err := n._startWrite(flags&syscall.O_TRUNC != 0); err != nil {
+			return nil, 0, n.fsys.errno("open", n.key(), err)
+		}
+	}
+	n.opens++
 	var fuseFlags uint32
-	if keep {
-		// Unchanged since the last open: the kernel's page cache is good.
+	if n.ws == nil {
+		keep := n.openETag == m.etag && m.etag != ""
+		n.openETag = m.etag
+		if keep {
+			// Unchanged since the last open: the kernel's page cache is good.
+			fuseFlags |= fuse.FOPEN_KEEP_CACHE
+		}
+	} else {
 		fuseFlags |= fuse.FOPEN_KEEP_CACHE
 	}
-	return &handle{fsys: n.fsys, key: n.key(), etag: m.etag, size: m.size}, fuseFlags, 0
+	return &handle{fsys: n.fsys, node: n, key: n.key(), etag: m.etag, size: m.size, writable: writable}, fuseFlags, 0
 }
 
 // Readlink implements NodeReadlinker: a symlink's target is its body.
@@ -166,20 +223,38 @@ func (f *FS) fillAttr(m objMeta, a *fuse.Attr) {
 //
 // Lock order: mu guards the readahead state only.
 type handle struct {
-	fsys *FS
-	key  string
-	etag string
-	size int64
+	fsys     *FS
+	node     *File
+	key      string
+	etag     string
+	size     int64
+	writable bool
 
 	mu      sync.Mutex
 	nextOff int64 // where a sequential reader reads next
 	window  int   // blocks to keep fetched ahead
 }
 
-var _ = (gofs.FileReader)((*handle)(nil))
+var (
+	_ = (gofs.FileReader)((*handle)(nil))
+	_ = (gofs.FileFlusher)((*handle)(nil))
+	_ = (gofs.FileFsyncer)((*handle)(nil))
+	_ = (gofs.FileReleaser)((*handle)(nil))
+)
 
 // Read implements FileReader.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n := h.node
+	n.mu.Lock()
+	ws := n.ws
+	var size int64
+	if ws != nil {
+		size = ws.size
+	}
+	n.mu.Unlock()
+	if ws != nil {
+		return h.readLocal(ctx, ws, size, dest, off)
+	}
 	if off >= h.size || len(dest) == 0 {
 		return fuse.ReadResultData(nil), 0
 	}
@@ -196,7 +271,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		lo := off - first*bs
 		return fuse.ReadResultData(b[lo : lo+(end-off)]), 0
 	}
-	n := 0
+	got := 0
 	for i := first; i <= last; i++ {
 		b, err := h.block(ctx, i)
 		if err != nil {
@@ -204,9 +279,80 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		}
 		lo := max(off-i*bs, 0)
 		hi := min(end-i*bs, int64(len(b)))
-		n += copy(dest[n:], b[lo:hi])
+		got += copy(dest[got:], b[lo:hi])
 	}
-	return fuse.ReadResultData(dest[:n]), 0
+	return fuse.ReadResultData(dest[:got]), 0
+}
+
+// readLocal reads a file being written from its local copy, fetching what
+// it lacks from the object it started from.
+func (h *handle) readLocal(ctx context.Context, ws *writeState, size int64, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if off >= size {
+		return fuse.ReadResultData(nil), 0
+	}
+	end := min(off+int64(len(dest)), size)
+	key := h.node.key()
+	if err := h.fsys.fillFromBase(ctx, key, ws, cache.Range{Off: off, Len: end - off}); err != nil {
+		return nil, h.fsys.errno("read", key, err)
+	}
+	k, err := ws.wf.ReadAt(dest[:end-off], off)
+	if err != nil && err != io.EOF {
+		return nil, h.fsys.errno("read", key, err)
+	}
+	for i := k; i < int(end-off); i++ {
+		dest[i] = 0 // past the local file's end: zeros up to size
+	}
+	return fuse.ReadResultData(dest[:end-off]), 0
+}
+
+// Flush implements FileFlusher: close uploads a changed file and reports
+// the upload's error.
+func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	if !h.writable {
+		return 0
+	}
+	return h.node.flush(ctx)
+}
+
+// Fsync implements FileFsyncer.
+func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	if !h.writable {
+		return 0
+	}
+	return h.node.flush(ctx)
+}
+
+// Release implements FileReleaser. Errors were reported by Flush; a file
+// whose upload failed keeps its local copy for the next attempt.
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	h.node.release()
+	return 0
+}
+
+func (n *File) release() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.opens--
+	if n.opens > 0 {
+		return
+	}
+	if n.deleteKey != "" {
+		go n.fsys.deleteUnlinked(n.deleteKey, n.meta.etag)
+		n.deleteKey = ""
+	}
+	if n.ws == nil {
+		return
+	}
+	if n.ws.dirty && !n.ws.unlinked {
+		n.fsys.log.Warn("file not uploaded; its data stays in the cache until the next successful close",
+			"key", n.key(), "cache_file", n.ws.wf.Name(), "err", n.ws.lastErr)
+		return
+	}
+	if n.ws.mw != nil {
+		go n.ws.mw.Abort(context.Background())
+	}
+	n.ws.wf.Remove()
+	n.ws = nil
 }
 
 func (h *handle) block(ctx context.Context, i int64) ([]byte, error) {
@@ -240,4 +386,98 @@ func (h *handle) readahead(off, end, lastBlock int64) {
 	for i := lastBlock + 1; i <= lastBlock+int64(window) && i < nblocks; i++ {
 		h.fsys.blocks.Prefetch(cache.BlockKey{Key: h.key, ETag: h.etag, Index: i}, h.size)
 	}
+}
+
+// Setattr implements NodeSetattrer: truncate goes to the local copy (and is
+// uploaded at once when no handle is open); mode, owner and mtime go with a
+// pending upload, or else are set by a self-copy with new metadata.
+func (n *File) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	f := n.fsys
+	if f.opt.ReadOnly {
+		return syscall.EROFS
+	}
+	key := n.key()
+	sz, resize := in.GetSize()
+	if resize {
+		if _, errno := n.refresh(ctx); errno != 0 {
+			return errno
+		}
+	}
+	n.mu.Lock()
+	if resize {
+		if err := n._startWrite(false); err != nil {
+			n.mu.Unlock()
+			return f.errno("truncate", key, err)
+		}
+		if int64(sz) != n.ws.size {
+			if err := n._truncate(int64(sz)); err != nil {
+				n.mu.Unlock()
+				return f.errno("truncate", key, err)
+			}
+		}
+	}
+	changed := applySetattr(&n.meta, in)
+	if _, ok := in.GetMTime(); ok && n.ws != nil {
+		n.ws.mtimeSet = true
+	}
+	pending := n.ws != nil && (n.ws.dirty || n.opens > 0)
+	if n.ws != nil && changed {
+		n.ws.dirty = true
+		n.ws.gen++
+	}
+	m := n.meta
+	n.mu.Unlock()
+	switch {
+	case pending && n.opensNow() > 0:
+		// Goes up with the upload at close.
+	case pending || resize:
+		if errno := n.flush(ctx); errno != 0 {
+			return errno
+		}
+		n.dropClean()
+	case changed:
+		if errno := n.setMetaRemote(ctx, key, m); errno != 0 {
+			return errno
+		}
+	}
+	m = n.getMetaWithSize()
+	f.fillAttr(m, &out.Attr)
+	out.SetTimeout(f.opt.StatTTL)
+	return 0
+}
+
+func (n *File) opensNow() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.opens
+}
+
+// dropClean forgets the local copy of a closed file that is uploaded.
+func (n *File) dropClean() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ws != nil && !n.ws.dirty && n.opens == 0 {
+		n.ws.wf.Remove()
+		n.ws = nil
+	}
+}
+
+// setMetaRemote rewrites a closed object's metadata by copying it onto
+// itself with replaced metadata.
+func (n *File) setMetaRemote(ctx context.Context, key string, m objMeta) syscall.Errno {
+	f := n.fsys
+	out, err := f.copier.Copy(ctx, &transport.CopyObjectInput{SrcKey: key, DstKey: key, SrcSize: m.size,
+		SrcETag: m.etag, ReplaceMetadata: true, Metadata: f.uploadMeta(m)})
+	if err != nil {
+		return f.errno("setattr", key, err)
+	}
+	n.mu.Lock()
+	if n.openETag == n.meta.etag {
+		n.openETag = out.ETag // same bytes: the page cache stays good
+	}
+	n.meta.etag = out.ETag
+	m = n.meta
+	n.mu.Unlock()
+	f.stats.put(key, m, true, f.opt.StatTTL)
+	return 0
 }

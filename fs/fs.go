@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,6 +31,20 @@ type Bucket interface {
 	Head(ctx context.Context, in *transport.HeadInput) (*transport.ObjectInfo, error)
 	Get(ctx context.Context, in *transport.GetInput) (*transport.GetOutput, error)
 	List(ctx context.Context, in *transport.ListInput) (*transport.ListOutput, error)
+	Put(ctx context.Context, in *transport.PutInput) (*transport.PutOutput, error)
+	Delete(ctx context.Context, key string) error
+	DeleteMany(ctx context.Context, keys []string) ([]transport.DeleteError, error)
+}
+
+// Uploads starts multipart uploads (transport.Uploader).
+type Uploads interface {
+	Begin(ctx context.Context, key, contentType string, meta map[string]string) (*transport.MultipartWriter, error)
+}
+
+// Copies copies objects server-side, multipart when large
+// (transport.Copier).
+type Copies interface {
+	Copy(ctx context.Context, in *transport.CopyObjectInput) (*transport.CopyOutput, error)
 }
 
 // Options configures the filesystem.
@@ -55,6 +70,15 @@ type Options struct {
 	MaxReadahead int
 	// FetchParallel bounds concurrent block fetches for the whole mount.
 	FetchParallel int
+
+	// CacheDir holds write-back files; CacheSize bounds them (10 GiB).
+	CacheDir  string
+	CacheSize int64
+	// SliceSize: files up to this size go up as one PUT. ChunkSize: the
+	// part size of larger ones (grown to fit 10,000 parts).
+	SliceSize, ChunkSize int64
+	// RenameParallel bounds the copies of a directory rename (32).
+	RenameParallel int
 
 	Logger *slog.Logger
 }
@@ -89,6 +113,18 @@ func (o *Options) setDefaults() {
 	if o.FetchParallel <= 0 {
 		o.FetchParallel = 16
 	}
+	if o.CacheDir == "" {
+		o.CacheDir = filepath.Join(os.TempDir(), "cosmount-cache")
+	}
+	if o.SliceSize <= 0 {
+		o.SliceSize = transport.DefaultSliceSize
+	}
+	if o.ChunkSize <= 0 {
+		o.ChunkSize = transport.DefaultChunkSize
+	}
+	if o.RenameParallel <= 0 {
+		o.RenameParallel = 32
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
@@ -98,6 +134,9 @@ func (o *Options) setDefaults() {
 type FS struct {
 	opt       Options
 	bucket    Bucket
+	up        Uploads
+	copier    Copies
+	store     *cache.Store
 	blocks    *cache.BlockCache
 	stats     *statCache
 	heads     *headQueue
@@ -107,14 +146,25 @@ type FS struct {
 
 	logMu      sync.Mutex
 	loggedKeys map[string]bool
+
+	hiddenMu sync.Mutex
+	hidden   map[string]int // unlinked keys whose object waits for a last close
 }
 
 // New builds the filesystem. ctx lives as long as the mount.
-func New(ctx context.Context, b Bucket, opt Options) (*FS, error) {
+func New(ctx context.Context, b Bucket, up Uploads, cp Copies, opt Options) (*FS, error) {
 	opt.setDefaults()
+	store, err := cache.NewStore(opt.CacheDir, opt.CacheSize)
+	if err != nil {
+		return nil, err
+	}
 	f := &FS{
 		opt:        opt,
 		bucket:     b,
+		up:         up,
+		copier:     cp,
+		store:      store,
+		hidden:     map[string]int{},
 		stats:      newStatCache(200000),
 		mountTime:  time.Now(),
 		log:        opt.Logger,
@@ -190,9 +240,31 @@ func (f *FS) warnOnce(key, msg string) {
 	}
 }
 
+// hide makes key invisible to lookups and listings until unhide.
+func (f *FS) hide(key string) {
+	f.hiddenMu.Lock()
+	f.hidden[key]++
+	f.hiddenMu.Unlock()
+}
+
+func (f *FS) unhide(key string) {
+	f.hiddenMu.Lock()
+	delete(f.hidden, key)
+	f.hiddenMu.Unlock()
+}
+
+func (f *FS) isHidden(key string) bool {
+	f.hiddenMu.Lock()
+	defer f.hiddenMu.Unlock()
+	return f.hidden[key] > 0
+}
+
 // stat resolves the name at key: from the cache, or with HEAD key and LIST
 // key/ in parallel, a directory winning over an object of the same name.
 func (f *FS) stat(ctx context.Context, key string) (objMeta, syscall.Errno) {
+	if f.isHidden(key) {
+		return objMeta{}, syscall.ENOENT
+	}
 	e, owner := f.stats.begin(key)
 	if !owner {
 		return e.wait(ctx)
@@ -297,6 +369,8 @@ func (f *FS) errno(op, key string, err error) syscall.Errno {
 		en = syscall.ESTALE
 	case errors.Is(err, transport.ErrTooLarge):
 		en = syscall.EFBIG
+	case errors.Is(err, syscall.ENOSPC):
+		en = syscall.ENOSPC
 	case errors.Is(err, context.DeadlineExceeded):
 		en = syscall.ETIMEDOUT
 	default:

@@ -33,6 +33,10 @@ const (
 	metaUID   = "uid"
 	metaGID   = "gid"
 	metaMtime = "mtime"
+	// metaMtimeN is cosmount's own "sec.nsec" mtime, written beside the
+	// whole-second mtime other tools read, so that nanoseconds survive
+	// (rsync compares them). Used only while its seconds match mtime's.
+	metaMtimeN = "cosmount-mtime"
 	// goofys and some gateways spell it this way; read, never written.
 	metaLastModified = "last-modified"
 )
@@ -83,6 +87,9 @@ func (f *FS) metaFromObject(o *transport.ObjectInfo) objMeta {
 	}
 	if t, ok := parseMtime(o.Metadata[metaMtime]); ok {
 		m.mtime = t
+		if tn, ok := parseMtime(o.Metadata[metaMtimeN]); ok && tn.Unix() == t.Unix() {
+			m.mtime = tn
+		}
 	} else if t, ok := parseMtime(o.Metadata[metaLastModified]); ok {
 		m.mtime = t
 	}

@@ -68,7 +68,9 @@ type rig struct {
 	t       *testing.T
 	client  *transport.Client
 	counter *countingBucket
-	mnt     string
+	// bucketOverride, when set, is what the mount talks to.
+	bucketOverride cfs.Bucket
+	mnt            string
 }
 
 func newBucket(t *testing.T) *rig {
@@ -97,7 +99,16 @@ func (r *rig) mount(opt cfs.Options) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	fsys, err := cfs.New(ctx, r.counter, opt)
+	if opt.CacheDir == "" {
+		opt.CacheDir = t.TempDir()
+	}
+	up := transport.NewUploader(r.client, transport.UploaderOptions{MinPartSize: 5 << 20})
+	cp := transport.NewCopier(r.client, transport.CopierOptions{MinPartSize: 5 << 20})
+	var b cfs.Bucket = r.counter
+	if r.bucketOverride != nil {
+		b = r.bucketOverride
+	}
+	fsys, err := cfs.New(ctx, b, up, cp, opt)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -113,4 +114,15 @@ func (c *statCache) forget(key string) {
 	c.mu.Lock()
 	c.lru.Remove(key)
 	c.mu.Unlock()
+}
+
+// forgetPrefix drops what is known of every key under prefix.
+func (c *statCache) forgetPrefix(prefix string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range c.lru.Keys() {
+		if strings.HasPrefix(k, prefix) {
+			c.lru.Remove(k)
+		}
+	}
 }

@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$ROOT"
 
 ensure_fuse
+apt_install rsync
 ensure_versitygw
 
 work=$(mktemp -d /tmp/cosmount-test.XXXXXX)

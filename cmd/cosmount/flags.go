@@ -31,6 +31,10 @@ type config struct {
 	readCacheSize, blockSize size
 	fastList                 bool
 	cacheDir                 string
+	cacheSize                size
+
+	chunkSize, sliceSize, copyChunkSize, copySliceSize size
+	chunkParallel, copyChunkParallel                   int
 
 	foreground, debugFUSE bool
 	logLevel, logFile     string
@@ -150,6 +154,13 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fl.Var(&c.blockSize, "read-block-size", "size of one ranged GET of the read cache (default 1M)")
 	fl.BoolVar(&c.fastList, "fast-list", false, "attributes from listings alone: no HEAD while listing (mtime = upload time, default modes)")
 	fl.StringVar(&c.cacheDir, "cache-dir", "", "folder for write-back files (default a folder under the system's temp dir)")
+	fl.Var(&c.cacheSize, "cache-size", "disk space for write-back files (default 10G)")
+	fl.Var(&c.chunkSize, "chunk-size", "part size of multipart uploads, grown to fit 10,000 parts (default 8M)")
+	fl.Var(&c.sliceSize, "slice-size", "files up to this size go up as one PUT (default 16M)")
+	fl.IntVar(&c.chunkParallel, "chunk-parallel-limit", 4, "parts of one file uploaded at once")
+	fl.Var(&c.copyChunkSize, "copy-chunk-size", "part size of server-side copies (default 64M)")
+	fl.Var(&c.copySliceSize, "copy-slice-size", "objects up to this size are copied with one request (default 64M)")
+	fl.IntVar(&c.copyChunkParallel, "copy-chunk-parallel-limit", 8, "parts of one copy in flight")
 	fl.BoolVar(&c.foreground, "foreground", false, "stay attached; log to stderr")
 	fl.BoolVar(&c.debugFUSE, "debug-fuse", false, "log every FUSE request")
 	fl.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -210,6 +221,12 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	}
 	if c.readCacheSize < 2*c.blockSize {
 		return nil, fmt.Errorf("--read-cache-size %d: want at least two blocks (%d)", c.readCacheSize, 2*c.blockSize)
+	}
+	if c.chunkParallel < 1 || c.copyChunkParallel < 1 {
+		return nil, errors.New("parallel limits must be at least 1")
+	}
+	if c.chunkSize != 0 && (c.chunkSize < 1<<20 || c.chunkSize > 5<<30) {
+		return nil, fmt.Errorf("--chunk-size %d: want 1M to 5G", c.chunkSize)
 	}
 	switch c.logLevel {
 	case "debug", "info", "warn", "error":

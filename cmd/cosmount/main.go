@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -135,7 +136,19 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 	// Keep the heap near what the caches are allowed to hold.
 	debug.SetMemoryLimit(int64(c.readCacheSize) + 96<<20)
 
-	fsys, err := cfs.New(ctx, client, cfs.Options{
+	minPart := int64(transport.DefaultMinPartSize)
+	if tc.Flavor == transport.FlavorS3 {
+		minPart = 5 << 20 // S3's smallest part but the last
+	}
+	up := transport.NewUploader(client, transport.UploaderOptions{SliceSize: int64(c.sliceSize), ChunkSize: int64(c.chunkSize),
+		ChunkParallelLimit: c.chunkParallel, ChunkRetryTimes: c.chunkRetryTimes, MinPartSize: minPart})
+	cp := transport.NewCopier(client, transport.CopierOptions{CopySliceSize: int64(c.copySliceSize), CopyChunkSize: int64(c.copyChunkSize),
+		CopyChunkParallelLimit: c.copyChunkParallel, MinPartSize: minPart})
+	cacheDir := c.cacheDir
+	if cacheDir == "" {
+		cacheDir = filepath.Join(os.TempDir(), fmt.Sprintf("cosmount-%d", os.Getuid()), c.bucket)
+	}
+	fsys, err := cfs.New(ctx, client, up, cp, cfs.Options{
 		Prefix:        c.prefix,
 		ReadOnly:      c.readOnly,
 		UID:           uint32(c.uid),
@@ -147,6 +160,10 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 		FastList:      c.fastList,
 		ReadCacheSize: int64(c.readCacheSize),
 		BlockSize:     int64(c.blockSize),
+		CacheDir:      cacheDir,
+		CacheSize:     int64(c.cacheSize),
+		SliceSize:     up.Options().SliceSize,
+		ChunkSize:     up.Options().ChunkSize,
 		Logger:        logger,
 	})
 	if err != nil {

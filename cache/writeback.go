@@ -1,0 +1,298 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Store is the folder of write-back files, bounded in bytes.
+//
+// Lock order: WriteFile.mu, then Store.mu. Neither is held across a wait
+// for space except Store.mu inside its condition variable.
+type Store struct {
+	dir string
+	max int64
+
+	mu   sync.Mutex
+	cond *sync.Cond
+	used int64 // bytes reserved by write-back files
+}
+
+// ErrNoSpace is returned when the cache cannot take more data.
+var ErrNoSpace = fmt.Errorf("write-back cache is full: %w", syscall.ENOSPC)
+
+// NewStore uses dir (created 0700 when missing) for at most maxBytes.
+func NewStore(dir string, maxBytes int64) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cache dir: %w", err)
+	}
+	if maxBytes <= 0 {
+		maxBytes = 10 << 30
+	}
+	s := &Store{dir: dir, max: maxBytes}
+	s.cond = sync.NewCond(&s.mu)
+	return s, nil
+}
+
+// Dir is the store's folder.
+func (s *Store) Dir() string { return s.dir }
+
+// Used is how many bytes the store's files hold.
+func (s *Store) Used() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.used
+}
+
+// reserve takes n bytes, waiting up to wait for others to release space.
+func (s *Store) reserve(n int64, wait time.Duration) error {
+	if n <= 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.used+n <= s.max {
+		s.used += n
+		return nil
+	}
+	deadline := time.Now().Add(wait)
+	timer := time.AfterFunc(wait, s.cond.Broadcast)
+	defer timer.Stop()
+	for s.used+n > s.max {
+		if time.Now().After(deadline) {
+			return ErrNoSpace
+		}
+		s.cond.Wait()
+	}
+	s.used += n
+	return nil
+}
+
+func (s *Store) release(n int64) {
+	if n <= 0 {
+		return
+	}
+	s.mu.Lock()
+	s.used -= n
+	s.mu.Unlock()
+	s.cond.Broadcast()
+}
+
+// Range is [Off, Off+Len).
+type Range struct{ Off, Len int64 }
+
+// End is the first byte after r.
+func (r Range) End() int64 { return r.Off + r.Len }
+
+// rangeSet is a sorted set of disjoint, non-adjacent ranges.
+type rangeSet []Range
+
+func (rs rangeSet) add(r Range) rangeSet {
+	if r.Len <= 0 {
+		return rs
+	}
+	out := make(rangeSet, 0, len(rs)+1)
+	for _, x := range rs {
+		if x.End() < r.Off || x.Off > r.End() {
+			out = append(out, x)
+			continue
+		}
+		lo, hi := min(x.Off, r.Off), max(x.End(), r.End())
+		r = Range{lo, hi - lo}
+	}
+	out = append(out, r)
+	sort.Slice(out, func(i, j int) bool { return out[i].Off < out[j].Off })
+	return out
+}
+
+// cut keeps only what lies below size.
+func (rs rangeSet) cut(size int64) rangeSet {
+	out := rs[:0:0]
+	for _, x := range rs {
+		if x.Off >= size {
+			continue
+		}
+		if x.End() > size {
+			x.Len = size - x.Off
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// missing lists the parts of r not in the set.
+func (rs rangeSet) missing(r Range) []Range {
+	var out []Range
+	pos := r.Off
+	for _, x := range rs {
+		if x.End() <= pos {
+			continue
+		}
+		if x.Off >= r.End() {
+			break
+		}
+		if x.Off > pos {
+			out = append(out, Range{pos, x.Off - pos})
+		}
+		pos = max(pos, x.End())
+	}
+	if pos < r.End() {
+		out = append(out, Range{pos, r.End() - pos})
+	}
+	return out
+}
+
+func (rs rangeSet) total() int64 {
+	var n int64
+	for _, x := range rs {
+		n += x.Len
+	}
+	return n
+}
+
+// WriteFile is the local copy of one file being written: a sparse file in
+// the store plus the ranges it really holds (written, or fetched from the
+// object it started from).
+type WriteFile struct {
+	s *Store
+	f *os.File
+
+	mu      sync.Mutex
+	present rangeSet
+	charged int64 // bytes reserved in the store
+	closed  bool
+}
+
+// SpaceWait is how long a writer waits for uploads to free cache space
+// before it gets ENOSPC.
+const SpaceWait = 60 * time.Second
+
+// Create makes a new, empty write-back file of the given logical size
+// (sparse: nothing present).
+func (s *Store) Create(size int64) (*WriteFile, error) {
+	f, err := os.CreateTemp(s.dir, "wb-*")
+	if err != nil {
+		return nil, mapDiskErr(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, mapDiskErr(err)
+	}
+	return &WriteFile{s: s, f: f}, nil
+}
+
+// Name is the file's path.
+func (w *WriteFile) Name() string { return w.f.Name() }
+
+// charge accounts for bytes newly present after adding r.
+func (w *WriteFile) charge(r Range) error {
+	w.mu.Lock()
+	before := w.present.total()
+	after := w.present.add(r).total()
+	w.mu.Unlock()
+	if grow := after - before; grow > 0 {
+		if err := w.s.reserve(grow, SpaceWait); err != nil {
+			return err
+		}
+		w.mu.Lock()
+		w.charged += grow
+		w.mu.Unlock()
+	}
+	return nil
+}
+
+// WriteAt writes p at off and marks it present. A full cache gives
+// ErrNoSpace (ENOSPC) after waiting for space, a full disk ENOSPC. The range
+// counts as present before the bytes land, so that a concurrent Fill never
+// writes over them.
+func (w *WriteFile) WriteAt(p []byte, off int64) (int, error) {
+	r := Range{off, int64(len(p))}
+	if err := w.charge(r); err != nil {
+		return 0, err
+	}
+	w.mu.Lock()
+	w.present = w.present.add(r)
+	w.mu.Unlock()
+	n, err := w.f.WriteAt(p, off)
+	if err != nil {
+		return n, mapDiskErr(err)
+	}
+	return n, nil
+}
+
+// Fill writes p at off only where the file does not hold data yet: bytes
+// fetched from the object the file started from never replace written ones.
+func (w *WriteFile) Fill(p []byte, off int64) error {
+	r := Range{off, int64(len(p))}
+	if err := w.charge(r); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, m := range w.present.missing(r) {
+		if _, err := w.f.WriteAt(p[m.Off-off:m.End()-off], m.Off); err != nil {
+			return mapDiskErr(err)
+		}
+	}
+	w.present = w.present.add(r)
+	return nil
+}
+
+// ReadAt reads from the local file; ranges never written read as zeros.
+func (w *WriteFile) ReadAt(p []byte, off int64) (int, error) { return w.f.ReadAt(p, off) }
+
+// Missing lists the parts of r that the file does not hold.
+func (w *WriteFile) Missing(r Range) []Range {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.present.missing(r)
+}
+
+// Truncate changes the logical size; data past it is dropped, a grown tail
+// is present (zeros).
+func (w *WriteFile) Truncate(oldSize, size int64) error {
+	if size > oldSize {
+		if err := w.charge(Range{oldSize, size - oldSize}); err != nil {
+			return err
+		}
+	}
+	if err := w.f.Truncate(size); err != nil {
+		return mapDiskErr(err)
+	}
+	w.mu.Lock()
+	w.present = w.present.cut(size)
+	if size > oldSize {
+		w.present = w.present.add(Range{oldSize, size - oldSize})
+	}
+	w.mu.Unlock()
+	return nil
+}
+
+// Remove deletes the file and gives its space back.
+func (w *WriteFile) Remove() {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return
+	}
+	w.closed = true
+	charged := w.charged
+	w.charged = 0
+	w.mu.Unlock()
+	w.f.Close()
+	os.Remove(w.f.Name())
+	w.s.release(charged)
+}
+
+func mapDiskErr(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("cache disk full: %w", syscall.ENOSPC)
+	}
+	return err
+}

@@ -1,0 +1,407 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sync/errgroup"
+
+	"cosmount/transport"
+)
+
+var (
+	_ = (gofs.NodeCreater)((*Dir)(nil))
+	_ = (gofs.NodeMkdirer)((*Dir)(nil))
+	_ = (gofs.NodeRmdirer)((*Dir)(nil))
+	_ = (gofs.NodeUnlinker)((*Dir)(nil))
+	_ = (gofs.NodeRenamer)((*Dir)(nil))
+	_ = (gofs.NodeSymlinker)((*Dir)(nil))
+	_ = (gofs.NodeLinker)((*Dir)(nil))
+	_ = (gofs.NodeSetattrer)((*Dir)(nil))
+)
+
+// owner is the caller's uid and gid, for new files.
+func owner(ctx context.Context, f *FS) (uint32, uint32) {
+	if c, ok := fuse.FromContext(ctx); ok {
+		return c.Uid, c.Gid
+	}
+	return f.opt.UID, f.opt.GID
+}
+
+func (d *Dir) writable(name string) syscall.Errno {
+	switch {
+	case d.fsys.opt.ReadOnly:
+		return syscall.EROFS
+	case len(name) > 255:
+		return syscall.ENAMETOOLONG
+	}
+	return 0
+}
+
+// Create implements NodeCreater: the file exists locally until its first
+// close uploads it (an empty file as a zero-byte PUT).
+func (d *Dir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	if errno := d.writable(name); errno != 0 {
+		return nil, nil, 0, errno
+	}
+	f := d.fsys
+	key := d.prefix() + name
+	uid, gid := owner(ctx, f)
+	m := objMeta{mode: syscall.S_IFREG | mode&0o7777, uid: uid, gid: gid, mtime: time.Now()}
+	ws, err := f.newWriteState(objMeta{}, 0)
+	if err != nil {
+		return nil, nil, 0, f.errno("create", key, err)
+	}
+	ws.dirty = true
+	node := &File{fsys: f, meta: m, ws: ws, opens: 1}
+	f.unhide(key)
+	ch := d.NewInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFREG})
+	f.stats.forget(key)
+	f.fillAttr(m, &out.Attr)
+	out.SetEntryTimeout(f.opt.StatTTL)
+	out.SetAttrTimeout(f.opt.StatTTL)
+	return ch, &handle{fsys: f, node: node, key: key, writable: true}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// Mkdir implements NodeMkdirer: a "name/" marker object.
+func (d *Dir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if errno := d.writable(name); errno != 0 {
+		return nil, errno
+	}
+	f := d.fsys
+	key := d.prefix() + name
+	uid, gid := owner(ctx, f)
+	m := objMeta{dir: true, mode: syscall.S_IFDIR | mode&0o7777, uid: uid, gid: gid, mtime: time.Now(), size: 4096}
+	if _, err := f.bucket.Put(ctx, &transport.PutInput{Key: key + "/", Body: bytes.NewReader(nil), Metadata: f.uploadMeta(m)}); err != nil {
+		return nil, f.errno("mkdir", key, err)
+	}
+	f.stats.put(key, m, true, f.opt.StatTTL)
+	f.fillAttr(m, &out.Attr)
+	out.SetEntryTimeout(f.opt.StatTTL)
+	out.SetAttrTimeout(f.opt.StatTTL)
+	return d.NewInode(ctx, &Dir{fsys: f}, gofs.StableAttr{Mode: syscall.S_IFDIR}), 0
+}
+
+// Rmdir implements NodeRmdirer.
+func (d *Dir) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if d.fsys.opt.ReadOnly {
+		return syscall.EROFS
+	}
+	f := d.fsys
+	key := d.prefix() + name
+	if empty, errno := f.dirEmpty(ctx, key+"/"); errno != 0 {
+		return errno
+	} else if !empty {
+		return syscall.ENOTEMPTY
+	}
+	if ch := d.GetChild(name); ch != nil && hasPendingFiles(ch) {
+		return syscall.ENOTEMPTY
+	}
+	if err := f.bucket.Delete(ctx, key+"/"); err != nil {
+		return f.errno("rmdir", key, err)
+	}
+	f.stats.put(key, objMeta{}, false, f.opt.NegativeTTL)
+	return 0
+}
+
+// hasPendingFiles reports whether a directory node holds files not
+// uploaded yet.
+func hasPendingFiles(dir *gofs.Inode) bool {
+	for _, ch := range dir.Children() {
+		if n, ok := ch.Operations().(*File); ok && n.writing() {
+			return true
+		}
+	}
+	return false
+}
+
+// dirEmpty reports whether nothing but the marker lies under prefix.
+func (f *FS) dirEmpty(ctx context.Context, prefix string) (bool, syscall.Errno) {
+	out, err := f.bucket.List(ctx, &transport.ListInput{Prefix: prefix, MaxKeys: 2})
+	if err != nil {
+		return false, f.errno("list", prefix, err)
+	}
+	for _, o := range out.Objects {
+		if o.Key != prefix {
+			return false, 0
+		}
+	}
+	return len(out.CommonPrefixes) == 0, 0
+}
+
+// Unlink implements NodeUnlinker. A file still open stays readable through
+// its handles: its object is deleted at the last close (unless it was
+// replaced meanwhile), and the name is gone from the mount at once.
+func (d *Dir) Unlink(ctx context.Context, name string) syscall.Errno {
+	if d.fsys.opt.ReadOnly {
+		return syscall.EROFS
+	}
+	f := d.fsys
+	key := d.prefix() + name
+	remote := true
+	if ch := d.GetChild(name); ch != nil {
+		if n, ok := ch.Operations().(*File); ok {
+			n.mu.Lock()
+			if n.ws != nil {
+				n.ws.unlinked = true
+				remote = n.ws.uploaded
+			}
+			if n.opens > 0 && remote && n.ws == nil {
+				n.deleteKey = key
+				remote = false
+				f.hide(key)
+			}
+			n.mu.Unlock()
+		}
+	}
+	if remote {
+		if err := f.bucket.Delete(ctx, key); err != nil {
+			return f.errno("unlink", key, err)
+		}
+	}
+	f.stats.put(key, objMeta{}, false, f.opt.NegativeTTL)
+	return 0
+}
+
+// deleteUnlinked deletes an unlinked file's object after its last close,
+// unless the name holds another object by now.
+func (f *FS) deleteUnlinked(key, etag string) {
+	defer f.unhide(key)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o, err := f.bucket.Head(ctx, &transport.HeadInput{Key: key})
+	if err != nil || o.ETag != etag {
+		return
+	}
+	if err := f.bucket.Delete(ctx, key); err != nil {
+		f.log.Warn("deleting an unlinked file after its last close failed", "key", key, "err", err)
+	}
+}
+
+// Symlink implements NodeSymlinker: an object whose body is the target and
+// whose mode says S_IFLNK, as cosfs and s3fs write it.
+func (d *Dir) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if errno := d.writable(name); errno != 0 {
+		return nil, errno
+	}
+	f := d.fsys
+	key := d.prefix() + name
+	uid, gid := owner(ctx, f)
+	m := objMeta{mode: syscall.S_IFLNK | 0o777, uid: uid, gid: gid, mtime: time.Now(), size: int64(len(target))}
+	put, err := f.bucket.Put(ctx, &transport.PutInput{Key: key, Body: strings.NewReader(target), Size: m.size, Metadata: f.uploadMeta(m)})
+	if err != nil {
+		return nil, f.errno("symlink", key, err)
+	}
+	m.etag = put.ETag
+	f.unhide(key)
+	f.stats.put(key, m, true, f.opt.StatTTL)
+	node := &File{fsys: f, meta: m, target: target}
+	f.fillAttr(m, &out.Attr)
+	return d.NewInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFLNK}), 0
+}
+
+// Link implements NodeLinker: objects cannot share their data.
+func (d *Dir) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
+}
+
+// Setattr implements NodeSetattrer for directories: mode, owner and times
+// are written to the marker object (for other tools) and kept for this
+// mount's stat cache TTL.
+func (d *Dir) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	f := d.fsys
+	if f.opt.ReadOnly {
+		return syscall.EROFS
+	}
+	key := strings.TrimSuffix(d.prefix(), "/")
+	m := f.dirMeta(f.mountTime)
+	if e, ok := f.stats.fresh(key); ok && e.exists && e.meta.dir {
+		m = e.meta
+	}
+	applySetattr(&m, in)
+	if !d.IsRoot() {
+		if _, err := f.bucket.Put(ctx, &transport.PutInput{Key: key + "/", Body: bytes.NewReader(nil), Metadata: f.uploadMeta(m)}); err != nil {
+			return f.errno("setattr", key, err)
+		}
+		f.stats.put(key, m, true, f.opt.StatTTL)
+	}
+	f.fillAttr(m, &out.Attr)
+	return 0
+}
+
+// applySetattr applies mode, owner and mtime changes; it reports whether
+// any was asked for.
+func applySetattr(m *objMeta, in *fuse.SetAttrIn) bool {
+	changed := false
+	if mode, ok := in.GetMode(); ok {
+		m.mode = m.mode&syscall.S_IFMT | mode&0o7777
+		changed = true
+	}
+	if uid, ok := in.GetUID(); ok {
+		m.uid, changed = uid, true
+	}
+	if gid, ok := in.GetGID(); ok {
+		m.gid, changed = gid, true
+	}
+	if mt, ok := in.GetMTime(); ok {
+		m.mtime, changed = mt, true
+	}
+	return changed
+}
+
+// Rename implements NodeRenamer: a server-side copy then a delete; for a
+// directory, every key under it, copies in parallel. A file not uploaded yet
+// is only renamed here: its upload goes to the new name.
+func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	f := d.fsys
+	if f.opt.ReadOnly {
+		return syscall.EROFS
+	}
+	if flags&^uint32(1) != 0 { // only RENAME_NOREPLACE
+		return syscall.EINVAL
+	}
+	np, ok := newParent.(*Dir)
+	if !ok {
+		return syscall.EXDEV
+	}
+	src, dst := d.prefix()+name, np.prefix()+newName
+	if src == dst {
+		return 0
+	}
+	srcMeta, errno := f.stat(ctx, src)
+	if errno != 0 {
+		if n := d.childFile(name); n == nil || !n.writing() {
+			return errno
+		}
+	}
+	dstMeta, dstErr := f.stat(ctx, dst)
+	if dstErr == 0 {
+		if flags&1 != 0 {
+			return syscall.EEXIST
+		}
+		switch {
+		case srcMeta.dir && !dstMeta.dir:
+			return syscall.ENOTDIR
+		case !srcMeta.dir && dstMeta.dir:
+			return syscall.EISDIR
+		case dstMeta.dir:
+			if empty, errno := f.dirEmpty(ctx, dst+"/"); errno != 0 {
+				return errno
+			} else if !empty {
+				return syscall.ENOTEMPTY
+			}
+		}
+	}
+	if srcMeta.dir {
+		return f.renameDir(ctx, src+"/", dst+"/")
+	}
+	n := d.childFile(name)
+	if n != nil {
+		n.mu.Lock()
+		ws := n.ws
+		local := ws != nil && !ws.uploaded
+		if local && ws.mw != nil {
+			// The streamed upload was for the old name.
+			go ws.mw.Abort(context.Background())
+			ws.mw, ws.streamOK = nil, false
+		}
+		dirty := ws != nil && ws.dirty
+		n.mu.Unlock()
+		if local {
+			f.stats.forget(src)
+			f.stats.forget(dst)
+			return 0
+		}
+		if dirty {
+			// Upload under the old name first; then move it like any other.
+			if errno := n.flush(ctx); errno != 0 {
+				return errno
+			}
+		}
+		srcMeta = n.getMetaWithSize()
+	}
+	if _, err := f.copier.Copy(ctx, &transport.CopyObjectInput{SrcKey: src, DstKey: dst, SrcSize: srcMeta.size, SrcETag: srcMeta.etag}); err != nil {
+		return f.errno("rename", src, err)
+	}
+	if err := f.bucket.Delete(ctx, src); err != nil {
+		return f.errno("rename", src, err)
+	}
+	f.stats.put(src, objMeta{}, false, f.opt.NegativeTTL)
+	f.stats.forget(dst)
+	return 0
+}
+
+func (d *Dir) childFile(name string) *File {
+	if ch := d.GetChild(name); ch != nil {
+		if n, ok := ch.Operations().(*File); ok {
+			return n
+		}
+	}
+	return nil
+}
+
+// renameDir moves every key under src to dst: copies in parallel, then the
+// originals deleted in batches.
+func (f *FS) renameDir(ctx context.Context, src, dst string) syscall.Errno {
+	var keys []transport.ObjectInfo
+	token := ""
+	for {
+		out, err := f.bucket.List(ctx, &transport.ListInput{Prefix: src, Token: token})
+		if err != nil {
+			return f.errno("rename", src, err)
+		}
+		keys = append(keys, out.Objects...)
+		if out.NextToken == "" {
+			break
+		}
+		token = out.NextToken
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(f.opt.RenameParallel)
+	for _, o := range keys {
+		g.Go(func() error {
+			if strings.HasSuffix(o.Key, "/") {
+				// A marker: write a new one rather than copy it (some
+				// stores refuse to copy onto a directory key).
+				return f.copyMarker(gctx, o.Key, dst+strings.TrimPrefix(o.Key, src))
+			}
+			_, err := f.copier.Copy(gctx, &transport.CopyObjectInput{SrcKey: o.Key, DstKey: dst + strings.TrimPrefix(o.Key, src), SrcSize: o.Size, SrcETag: o.ETag})
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return f.errno("rename", src, err)
+	}
+	names := make([]string, len(keys))
+	for i, o := range keys {
+		names[i] = o.Key
+	}
+	failed, err := f.bucket.DeleteMany(ctx, names)
+	if err == nil && len(failed) > 0 {
+		err = errors.New(failed[0].Key + ": " + failed[0].Code + " " + failed[0].Message)
+	}
+	if err != nil {
+		return f.errno("rename", src, err)
+	}
+	f.stats.forgetPrefix(src)
+	f.stats.forgetPrefix(dst)
+	f.stats.forget(strings.TrimSuffix(src, "/"))
+	f.stats.forget(strings.TrimSuffix(dst, "/"))
+	return 0
+}
+
+// copyMarker writes a directory marker at dst with src's metadata.
+func (f *FS) copyMarker(ctx context.Context, src, dst string) error {
+	o, err := f.bucket.Head(ctx, &transport.HeadInput{Key: src})
+	if err != nil {
+		return err
+	}
+	_, err = f.bucket.Put(ctx, &transport.PutInput{Key: dst, Body: bytes.NewReader(nil), Metadata: o.Metadata})
+	return err
+}

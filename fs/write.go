@@ -1,0 +1,446 @@
+package fs
+
+import (
+	"context"
+	"io"
+	"strconv"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+
+	"cosmount/cache"
+	"cosmount/transport"
+)
+
+// writeState is a file's local copy from its first write until it is
+// uploaded: the write-back file, what it started from, and the streaming
+// multipart upload of its completed parts. Guarded by File.mu.
+type writeState struct {
+	wf *cache.WriteFile
+	// base is the object the local copy started from; untouched ranges
+	// are read from it (and copied server-side on upload). Empty etag: no
+	// base, untouched ranges are zeros.
+	base  objMeta
+	size  int64
+	dirty bool
+	gen   uint64 // bumped by every change, to tell an upload raced a write
+	// uploaded: the key holds an object (so rename must move it).
+	uploaded bool
+	unlinked bool
+	lastErr  error
+
+	// Streaming: parts 1..nextPart-1 (bytes [0, nextOff)) have been handed
+	// to mw while the file was written sequentially from offset 0.
+	mw        *transport.MultipartWriter
+	streamOK  bool
+	seqEnd    int64
+	nextPart  int
+	nextOff   int64
+	partEnds  []int64 // end offset of each streamed part
+	redoParts map[int]bool
+	// streamMeta went with the streamed upload's Initiate (no mtime).
+	streamMeta map[string]string
+	// mtimeSet: mtime was set explicitly (utimens) since the last write.
+	mtimeSet bool
+}
+
+// newWriteState starts a local copy of size bytes on top of base.
+func (f *FS) newWriteState(base objMeta, size int64) (*writeState, error) {
+	wf, err := f.store.Create(size)
+	if err != nil {
+		return nil, err
+	}
+	return &writeState{wf: wf, base: base, size: size, streamOK: base.etag == "" && size == 0, nextPart: 1}, nil
+}
+
+// startWrite makes sure n has a local copy; trunc starts it empty.
+// Called with n.mu held.
+func (n *File) _startWrite(trunc bool) error {
+	if n.ws != nil {
+		if trunc && n.ws.size != 0 {
+			return n._truncate(0)
+		}
+		return nil
+	}
+	base, size := n.meta, n.meta.size
+	if trunc || base.etag == "" {
+		base, size = objMeta{}, 0
+	}
+	ws, err := n.fsys.newWriteState(base, size)
+	if err != nil {
+		return err
+	}
+	ws.uploaded = n.meta.etag != ""
+	n.ws = ws
+	if trunc && n.meta.etag != "" && n.meta.size != 0 {
+		ws.dirty = true
+	}
+	return nil
+}
+
+// _truncate changes the local copy's size. Called with n.mu held.
+func (n *File) _truncate(size int64) error {
+	ws := n.ws
+	if err := ws.wf.Truncate(ws.size, size); err != nil {
+		return err
+	}
+	if size < ws.base.size && ws.base.etag != "" {
+		// Bytes past the new end must not come back from the base.
+		ws.base.size = size
+	}
+	ws.size = size
+	ws.dirty = true
+	ws.gen++
+	ws.streamOK = false
+	n.meta.mtime = time.Now()
+	return nil
+}
+
+// write stores data at off in the local copy and hands completed parts of a
+// sequentially written file to the background upload.
+func (h *handle) write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	n := h.node
+	f := n.fsys
+	n.mu.Lock()
+	ws := n.ws
+	if ws == nil {
+		n.mu.Unlock()
+		return 0, syscall.EBADF
+	}
+	if ws.base.etag != "" && off > ws.size {
+		// The gap between the old end and off reads as zeros.
+		ws.base.size = min(ws.base.size, ws.size)
+	}
+	n.mu.Unlock()
+	w, err := ws.wf.WriteAt(data, off)
+	n.mu.Lock()
+	end := off + int64(w)
+	if end > ws.size {
+		ws.size = end
+	}
+	ws.dirty = true
+	ws.gen++
+	n.meta.mtime = time.Now()
+	ws.mtimeSet = false
+	var parts []streamPart
+	if ws.streamOK {
+		parts = n._streamTrack(off, end)
+	}
+	n.mu.Unlock()
+	if err != nil {
+		return uint32(w), f.errno("write", h.key, err)
+	}
+	if errno := n.streamParts(ctx, parts); errno != 0 {
+		return uint32(w), errno
+	}
+	return uint32(w), 0
+}
+
+type streamPart struct {
+	num      int
+	off, len int64
+}
+
+// _streamTrack notes a write of [off, end) for the streaming upload and
+// returns the parts it completed. Called with n.mu held.
+func (n *File) _streamTrack(off, end int64) []streamPart {
+	ws := n.ws
+	switch {
+	case off == ws.seqEnd:
+		ws.seqEnd = end
+	case end <= ws.seqEnd:
+		// A rewrite of bytes written before: parts already handed over
+		// are sent again at close.
+		for i, pe := range ws.partEnds {
+			start := int64(0)
+			if i > 0 {
+				start = ws.partEnds[i-1]
+			}
+			if off < pe && end > start {
+				if ws.redoParts == nil {
+					ws.redoParts = map[int]bool{}
+				}
+				ws.redoParts[i+1] = true
+			}
+		}
+		return nil
+	default:
+		ws.streamOK = false
+		return nil
+	}
+	var parts []streamPart
+	chunk := n.fsys.opt.ChunkSize
+	for {
+		ps := transport.GrowingPartSize(chunk, ws.nextPart)
+		if ws.seqEnd-ws.nextOff < ps {
+			break
+		}
+		parts = append(parts, streamPart{ws.nextPart, ws.nextOff, ps})
+		ws.nextOff += ps
+		ws.partEnds = append(ws.partEnds, ws.nextOff)
+		ws.nextPart++
+	}
+	return parts
+}
+
+// streamParts starts the background upload of completed parts.
+func (n *File) streamParts(ctx context.Context, parts []streamPart) syscall.Errno {
+	if len(parts) == 0 {
+		return 0
+	}
+	f := n.fsys
+	n.mu.Lock()
+	ws := n.ws
+	mw := ws.mw
+	n.mu.Unlock()
+	key := n.key()
+	if mw == nil {
+		var err error
+		n.mu.Lock()
+		meta := f.uploadMeta(n.meta)
+		n.mu.Unlock()
+		delete(meta, metaMtime)
+		delete(meta, metaMtimeN)
+		mw, err = f.up.Begin(ctx, key, "", meta)
+		if err != nil {
+			// Not fatal: the whole file goes up at close instead.
+			n.mu.Lock()
+			ws.streamOK = false
+			n.mu.Unlock()
+			f.log.Debug("starting a streaming upload failed; uploading at close", "key", key, "err", err)
+			return 0
+		}
+		n.mu.Lock()
+		ws.mw = mw
+		ws.streamMeta = meta
+		n.mu.Unlock()
+	}
+	for _, p := range parts {
+		if err := mw.AddPart(ctx, p.num, ws.wf, p.off, p.len); err != nil {
+			n.mu.Lock()
+			ws.streamOK = false
+			n.mu.Unlock()
+			f.log.Debug("streamed part failed; uploading at close", "key", key, "err", err)
+			return 0
+		}
+	}
+	return 0
+}
+
+// flush uploads the file if it changed: the object is complete in the bucket
+// when it returns 0. On failure the data stays in the cache and the error is
+// returned (and returned again by the next flush until an upload works).
+func (n *File) flush(ctx context.Context) syscall.Errno {
+	n.upMu.Lock()
+	defer n.upMu.Unlock()
+	n.mu.Lock()
+	ws := n.ws
+	if ws == nil || !ws.dirty || ws.unlinked {
+		n.mu.Unlock()
+		return 0
+	}
+	gen, size := ws.gen, ws.size
+	meta := n.fsys.uploadMeta(n.meta)
+	if !ws.mtimeSet && ws.mw != nil {
+		// A streamed upload keeps the server's time of completion.
+		delete(meta, metaMtime)
+		delete(meta, metaMtimeN)
+	}
+	n.mu.Unlock()
+	key := n.key()
+	etag, err := n.fsys.upload(ctx, key, ws, size, meta)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ws.mw = nil
+	ws.streamOK = false
+	if err != nil {
+		ws.lastErr = err
+		return n.fsys.errno("upload", key, err)
+	}
+	ws.lastErr = nil
+	ws.uploaded = true
+	n.meta.etag = etag
+	n.meta.size = size
+	n.meta.fromListing = false
+	ws.base = n.meta
+	n.openETag = etag
+	if ws.gen == gen {
+		ws.dirty = false
+	}
+	n.fsys.stats.put(key, n.meta, true, n.fsys.opt.StatTTL)
+	return 0
+}
+
+// uploadMeta is the metadata an object is written with, in the form cosfs
+// and s3fs read: decimal st_mode, uid, gid and whole-second mtime, plus
+// cosmount's own nanosecond mtime.
+func (f *FS) uploadMeta(m objMeta) map[string]string {
+	mt := m.mtime
+	if mt.IsZero() {
+		mt = time.Now()
+	}
+	return map[string]string{
+		metaMode:   strconv.FormatUint(uint64(m.mode), 10),
+		metaUID:    strconv.FormatUint(uint64(m.uid), 10),
+		metaGID:    strconv.FormatUint(uint64(m.gid), 10),
+		metaMtime:  strconv.FormatInt(mt.Unix(), 10),
+		metaMtimeN: strconv.FormatInt(mt.Unix(), 10) + "." + pad9(mt.Nanosecond()),
+	}
+}
+
+func pad9(ns int) string {
+	s := strconv.Itoa(ns)
+	for len(s) < 9 {
+		s = "0" + s
+	}
+	return s
+}
+
+// upload writes the local copy to key: finishing the streaming upload when
+// the file was written sequentially, one PUT below SliceSize, else a
+// multipart upload whose untouched ranges are copied from the base object
+// by the server.
+func (f *FS) upload(ctx context.Context, key string, ws *writeState, size int64, meta map[string]string) (string, error) {
+	if ws.mw != nil {
+		if ws.streamOK && ws.seqEnd == size {
+			etag, err := f.finishStream(ctx, ws, size, meta)
+			if err == nil {
+				return etag, nil
+			}
+			f.log.Debug("finishing the streamed upload failed; uploading again", "key", key, "err", err)
+		} else {
+			_ = ws.mw.Abort(ctx)
+		}
+	}
+	if size <= f.opt.SliceSize {
+		if err := f.fillFromBase(ctx, key, ws, cache.Range{Off: 0, Len: size}); err != nil {
+			return "", err
+		}
+		out, err := f.bucket.Put(ctx, &transport.PutInput{Key: key, Body: io.NewSectionReader(ws.wf, 0, size), Size: size, Metadata: meta})
+		if err != nil {
+			return "", err
+		}
+		return out.ETag, nil
+	}
+	ps, err := transport.PartSize(size, f.opt.ChunkSize)
+	if err != nil {
+		return "", err
+	}
+	mw, err := f.up.Begin(ctx, key, "", meta)
+	if err != nil {
+		return "", err
+	}
+	for num, off := 1, int64(0); off < size; num, off = num+1, off+ps {
+		r := cache.Range{Off: off, Len: min(ps, size-off)}
+		untouched := len(ws.wf.Missing(r)) == 1 && ws.wf.Missing(r)[0] == r
+		if ws.base.etag != "" && untouched && r.End() <= ws.base.size {
+			err = mw.AddCopyPart(ctx, num, key, ws.base.etag, r.Off, r.Len)
+		} else {
+			if err = f.fillFromBase(ctx, key, ws, r); err == nil {
+				err = mw.AddPart(ctx, num, ws.wf, r.Off, r.Len)
+			}
+		}
+		if err != nil {
+			_ = mw.Abort(ctx)
+			return "", err
+		}
+	}
+	mw.ExpectSize(size)
+	out, err := mw.Complete(ctx)
+	if err != nil {
+		return "", err
+	}
+	return out.ETag, nil
+}
+
+// finishStream sends the tail and the rewritten parts of a streamed upload
+// and completes it. The metadata goes with Complete's Initiate, which
+// happened before the file was closed: a metadata change since then is
+// applied by a self-copy afterwards.
+func (f *FS) finishStream(ctx context.Context, ws *writeState, size int64, meta map[string]string) (string, error) {
+	mw := ws.mw
+	num, off := ws.nextPart, ws.nextOff
+	for off < size {
+		ps := min(transport.GrowingPartSize(f.opt.ChunkSize, num), size-off)
+		if err := mw.AddPart(ctx, num, ws.wf, off, ps); err != nil {
+			_ = mw.Abort(ctx)
+			return "", err
+		}
+		num, off = num+1, off+ps
+	}
+	for p := range ws.redoParts {
+		start := int64(0)
+		if p > 1 {
+			start = ws.partEnds[p-2]
+		}
+		if err := mw.AddPart(ctx, p, ws.wf, start, ws.partEnds[p-1]-start); err != nil {
+			_ = mw.Abort(ctx)
+			return "", err
+		}
+	}
+	mw.ExpectSize(size)
+	out, err := mw.Complete(ctx)
+	if err != nil {
+		return "", err
+	}
+	if sameMeta(ws.streamMeta, meta) {
+		return out.ETag, nil
+	}
+	// Attributes changed after the upload began: set them now.
+	key := mw.Key()
+	cp, err := f.copier.Copy(ctx, &transport.CopyObjectInput{SrcKey: key, DstKey: key, SrcSize: size,
+		SrcETag: out.ETag, ReplaceMetadata: true, Metadata: meta})
+	if err != nil {
+		return "", err
+	}
+	return cp.ETag, nil
+}
+
+func sameMeta(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// fillFromBase fetches into the local copy the parts of r it lacks that the
+// base object holds; past the base's end they stay zeros.
+func (f *FS) fillFromBase(ctx context.Context, key string, ws *writeState, r cache.Range) error {
+	if ws.base.etag == "" {
+		return nil
+	}
+	bs := f.blocks.BlockSize()
+	for _, m := range ws.wf.Missing(r) {
+		end := min(m.End(), ws.base.size)
+		for off := m.Off; off < end; {
+			idx := off / bs
+			b, err := f.blocks.Block(ctx, cache.BlockKey{Key: key, ETag: ws.base.etag, Index: idx}, ws.base.size)
+			if err != nil {
+				return err
+			}
+			lo := off - idx*bs
+			hi := min(int64(len(b)), end-idx*bs)
+			if err := ws.wf.Fill(b[lo:hi], off); err != nil {
+				return err
+			}
+			off = idx*bs + hi
+		}
+	}
+	return nil
+}
+
+var _ = (gofs.FileWriter)((*handle)(nil))
+
+// Write implements FileWriter.
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if !h.writable {
+		return 0, syscall.EBADF
+	}
+	return h.write(ctx, data, off)
+}

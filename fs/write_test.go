@@ -1,0 +1,368 @@
+package fs_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/posixtest"
+
+	cfs "cosmount/fs"
+	"cosmount/transport"
+)
+
+// object reads key straight from the bucket.
+func (r *rig) object(key string) ([]byte, *transport.ObjectInfo) {
+	r.t.Helper()
+	out, err := r.client.Get(context.Background(), &transport.GetInput{Key: key, Length: -1})
+	if err != nil {
+		r.t.Fatalf("get %q: %v", key, err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	info, err := r.client.Head(context.Background(), &transport.HeadInput{Key: key})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return b, info
+}
+
+func (r *rig) noUploadsLeft() {
+	r.t.Helper()
+	ups, err := r.client.ListMultipartUploads(context.Background(), "")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if len(ups) != 0 {
+		r.t.Errorf("%d multipart uploads left in the bucket: %+v", len(ups), ups)
+	}
+}
+
+func randomBytes(n int, seed int64) []byte {
+	b := make([]byte, n)
+	rand.New(rand.NewSource(seed)).Read(b)
+	return b
+}
+
+func TestWriteNewFilesOfEverySize(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{})
+	for i, n := range []int{0, 1, 4096, 1 << 20, 16 << 20, 16<<20 + 1, 41<<20 + 7} {
+		data := randomBytes(n, int64(i))
+		name := filepath.Join(r.mnt, "f"+strings.Repeat("x", i))
+		if err := os.WriteFile(name, data, 0o640); err != nil {
+			t.Fatalf("write %d bytes: %v", n, err)
+		}
+		got, info := r.object("f" + strings.Repeat("x", i))
+		if !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes written, the object has %d (or other bytes)", n, len(got))
+		}
+		if info.Metadata["mode"] != "33184" {
+			t.Errorf("object mode metadata %q, want 33184 (0100640)", info.Metadata["mode"])
+		}
+		back, err := os.ReadFile(name)
+		if err != nil || !bytes.Equal(back, data) {
+			t.Fatalf("read back %d bytes: %v", len(back), err)
+		}
+	}
+	r.noUploadsLeft()
+}
+
+func TestOverwriteAppendTruncate(t *testing.T) {
+	r := newBucket(t)
+	orig := randomBytes(40<<20+5, 9)
+	r.put("obj", orig, nil)
+	r.mount(cfs.Options{})
+	p := filepath.Join(r.mnt, "obj")
+	want := append([]byte(nil), orig...)
+
+	// A write in the middle of an existing object.
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch := []byte("patched in the middle")
+	if _, err := f.WriteAt(patch, 20<<20+3); err != nil {
+		t.Fatal(err)
+	}
+	copy(want[20<<20+3:], patch)
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if got, _ := r.object("obj"); sha256.Sum256(got) != sha256.Sum256(want) {
+		t.Fatalf("after a write in the middle: object differs (%d bytes)", len(got))
+	}
+
+	// Append.
+	f, err = os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("tail"))
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, "tail"...)
+	if got, _ := r.object("obj"); !bytes.Equal(got, want) {
+		t.Fatalf("after append: object has %d bytes, want %d", len(got), len(want))
+	}
+
+	// Shrink, then grow.
+	if err := os.Truncate(p, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.object("obj"); !bytes.Equal(got, want[:1000]) {
+		t.Fatalf("after truncate to 1000: %d bytes", len(got))
+	}
+	if err := os.Truncate(p, 3000); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want[:1000:1000], make([]byte, 2000)...)
+	if got, _ := r.object("obj"); !bytes.Equal(got, want) {
+		t.Fatalf("after growing to 3000: %d bytes", len(got))
+	}
+	if st, err := os.Stat(p); err != nil || st.Size() != 3000 {
+		t.Fatalf("stat after truncate: %v %v", st, err)
+	}
+	r.noUploadsLeft()
+}
+
+func TestNamespaceOperations(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Mkdir(m("d"), 0o750))
+	if _, info := r.object("d/"); info.Size != 0 {
+		t.Errorf("marker object has %d bytes", info.Size)
+	}
+	must(os.WriteFile(m("d/a"), []byte("A"), 0o644))
+	if err := os.Remove(m("d")); !errors.Is(err, syscall.ENOTEMPTY) {
+		t.Errorf("rmdir of a non-empty directory: %v, want ENOTEMPTY", err)
+	}
+	must(os.Rename(m("d/a"), m("d/b")))
+	if b, err := os.ReadFile(m("d/b")); err != nil || string(b) != "A" {
+		t.Errorf("after rename: %q %v", b, err)
+	}
+	if _, err := os.Stat(m("d/a")); !os.IsNotExist(err) {
+		t.Errorf("old name after rename: %v", err)
+	}
+	must(os.WriteFile(m("d/c"), []byte("C"), 0o644))
+	must(os.Rename(m("d/c"), m("d/b"))) // over an existing file
+	if b, _ := os.ReadFile(m("d/b")); string(b) != "C" {
+		t.Errorf("rename over an existing file: %q", b)
+	}
+	must(os.MkdirAll(m("d/sub/deeper"), 0o755))
+	must(os.WriteFile(m("d/sub/deeper/x"), []byte("X"), 0o644))
+	must(os.Rename(m("d"), m("e")))
+	if b, err := os.ReadFile(m("e/sub/deeper/x")); err != nil || string(b) != "X" {
+		t.Errorf("after directory rename: %q %v", b, err)
+	}
+	if got, _ := r.object("e/sub/deeper/x"); string(got) != "X" {
+		t.Errorf("object after directory rename: %q", got)
+	}
+	if out, _ := r.client.List(context.Background(), &transport.ListInput{Prefix: "d/"}); len(out.Objects) != 0 {
+		t.Errorf("keys left under the old directory: %d", len(out.Objects))
+	}
+	must(os.Symlink("sub/deeper/x", m("e/link")))
+	if target, err := os.Readlink(m("e/link")); err != nil || target != "sub/deeper/x" {
+		t.Errorf("readlink: %q %v", target, err)
+	}
+	if b, err := os.ReadFile(m("e/link")); err != nil || string(b) != "X" {
+		t.Errorf("read through symlink: %q %v", b, err)
+	}
+	if body, info := r.object("e/link"); string(body) != "sub/deeper/x" || info.Metadata["mode"] != "41471" {
+		t.Errorf("symlink object: body %q mode %q (want cosfs/s3fs form 41471)", body, info.Metadata["mode"])
+	}
+	if err := os.Link(m("e/b"), m("e/hard")); !errors.Is(err, syscall.EPERM) {
+		t.Errorf("link: %v, want EPERM", err)
+	}
+	must(os.Chmod(m("e/b"), 0o600))
+	mt := time.Unix(1500000000, 123456789)
+	must(os.Chtimes(m("e/b"), mt, mt))
+	_, info := r.object("e/b")
+	if info.Metadata["mode"] != "33152" || info.Metadata["mtime"] != "1500000000" {
+		t.Errorf("chmod/utimens not persisted: %v", info.Metadata)
+	}
+	must(os.Remove(m("e/b")))
+	if _, err := os.Stat(m("e/b")); !os.IsNotExist(err) {
+		t.Errorf("after unlink: %v", err)
+	}
+	must(os.Remove(m("e/sub/deeper/x")))
+	must(os.Remove(m("e/sub/deeper")))
+	r.noUploadsLeft()
+}
+
+func TestUnlinkedFileStaysReadableThroughItsHandle(t *testing.T) {
+	r := newBucket(t)
+	r.put("f", []byte("still here"), nil)
+	r.mount(cfs.Options{})
+	p := filepath.Join(r.mnt, "f")
+	fd, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Errorf("name still there after unlink: %v", err)
+	}
+	b, err := io.ReadAll(fd)
+	if err != nil || string(b) != "still here" {
+		t.Errorf("read through the handle after unlink: %q %v", b, err)
+	}
+	fd.Close()
+	eventually(t, 10*time.Second, func() error {
+		_, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "f"})
+		if !errors.Is(err, transport.ErrNotFound) {
+			return errors.New("object not deleted after the last close")
+		}
+		return nil
+	})
+}
+
+// failingBucket fails uploads while fail is set.
+type failingBucket struct {
+	*countingBucket
+	fail atomic.Bool
+}
+
+func (b *failingBucket) Put(ctx context.Context, in *transport.PutInput) (*transport.PutOutput, error) {
+	if b.fail.Load() {
+		return nil, &transport.Error{Op: "PUT", Key: in.Key, StatusCode: 403, Code: "AccessDenied", Kind: transport.ErrAccessDenied}
+	}
+	return b.countingBucket.Put(ctx, in)
+}
+
+func TestFailedUploadReportedFromCloseAndKept(t *testing.T) {
+	r := newBucket(t)
+	fb := &failingBucket{countingBucket: &countingBucket{Bucket: r.client}}
+	r.counter = fb.countingBucket
+	r.bucketOverride = fb
+	r.mount(cfs.Options{})
+	fb.fail.Store(true)
+	p := filepath.Join(r.mnt, "f")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("precious"))
+	err = f.Close()
+	if !errors.Is(err, syscall.EACCES) {
+		t.Fatalf("close with a refused upload: %v, want EACCES", err)
+	}
+	if b, err := os.ReadFile(p); err != nil || string(b) != "precious" {
+		t.Fatalf("data after the failed upload: %q %v", b, err)
+	}
+	fb.fail.Store(false)
+	f, err = os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close once uploads work again: %v", err)
+	}
+	if got, _ := r.object("f"); string(got) != "precious" {
+		t.Fatalf("object after the retried upload: %q", got)
+	}
+}
+
+func TestCpAndRsyncPreserveModeAndMtime(t *testing.T) {
+	if _, err := exec.LookPath("rsync"); err != nil {
+		t.Fatal("rsync is needed (scripts/test.sh installs it)")
+	}
+	r := newBucket(t)
+	r.mount(cfs.Options{})
+	src := t.TempDir()
+	for i, name := range []string{"a.txt", "dir/b.bin", "dir/sub/c", "dir/sub/d"} {
+		p := filepath.Join(src, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, randomBytes(1000*(i+1), int64(i)), 0o640)
+		os.Chtimes(p, time.Unix(1400000000+int64(i), 987654321), time.Unix(1400000000+int64(i), 987654321))
+	}
+	os.Chmod(filepath.Join(src, "dir/sub/c"), 0o755)
+	if out, err := exec.Command("cp", "-a", src, filepath.Join(r.mnt, "cp")).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a: %v %s", err, out)
+	}
+	for _, name := range []string{"a.txt", "dir/b.bin", "dir/sub/c"} {
+		s, _ := os.Stat(filepath.Join(src, name))
+		d, err := os.Stat(filepath.Join(r.mnt, "cp", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Mode() != d.Mode() || !s.ModTime().Equal(d.ModTime()) {
+			t.Errorf("cp -a %s: mode %v mtime %v, source %v %v", name, d.Mode(), d.ModTime(), s.Mode(), s.ModTime())
+		}
+	}
+	dst := filepath.Join(r.mnt, "rs")
+	rsync := func() string {
+		out, err := exec.Command("rsync", "-a", "--stats", src+"/", dst+"/").CombinedOutput()
+		if err != nil {
+			t.Fatalf("rsync -a: %v %s", err, out)
+		}
+		return string(out)
+	}
+	if out := rsync(); !strings.Contains(out, "Number of regular files transferred: 4") {
+		t.Fatalf("first rsync: %s", out)
+	}
+	if out := rsync(); !strings.Contains(out, "Number of regular files transferred: 0") {
+		t.Errorf("second rsync of an unchanged tree transferred files:\n%s", out)
+	}
+	r.noUploadsLeft()
+}
+
+func TestPosix(t *testing.T) {
+	skip := map[string]string{
+		"Link":                     "hard links are refused (EPERM)",
+		"LinkUnlinkRename":         "hard links are refused (EPERM)",
+		"NlinkZero":                "needs hard links",
+		"FcntlFlockLocksFile":      "POSIX locks are not supported",
+		"FcntlFlockSetLk":          "POSIX locks are not supported",
+		"XAttr":                    "extended attributes are not supported yet",
+		"XAttrLarge":               "extended attributes are not supported yet",
+		"DirectIO":                 "O_DIRECT reads go through the page cache",
+		"Fallocate":                "fallocate is not supported",
+		"LseekHoleSeeksToEOF":      "SEEK_HOLE is not supported",
+		"LseekEnxioCheck":          "SEEK_DATA is not supported",
+		"RenameOpenDir":            "a renamed directory's open handles see the new keys",
+		"SetattrSymlink":           "symlink attributes are fixed",
+		"OpenSymlinkRace":          "symlinks are objects; the race needs kernel-side symlink semantics",
+		"FdLeak":                   "checks the test process's descriptors only",
+		"ParallelFileOpen":         "",
+		"RenameOverwriteDestExist": "",
+	}
+	r := newBucket(t)
+	r.mount(cfs.Options{StatTTL: time.Second, NegativeTTL: time.Second})
+	for name, fn := range posixtest.All {
+		t.Run(name, func(t *testing.T) {
+			if why, ok := skip[name]; ok && why != "" {
+				t.Skip(why)
+			}
+			dir := filepath.Join(r.mnt, name)
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			fn(t, dir)
+		})
+	}
+}
