@@ -33,6 +33,7 @@ type File struct {
 	ws       *writeState
 	// deleteKey: unlinked while open; this object goes at the last close.
 	deleteKey string
+	unlinked  bool // its name is gone: fstat shows no links
 }
 
 var (
@@ -118,6 +119,11 @@ func (n *File) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOu
 		}
 	}
 	n.fsys.fillAttr(m, &out.Attr)
+	n.mu.Lock()
+	if n.unlinked {
+		out.Nlink = 0
+	}
+	n.mu.Unlock()
 	out.SetTimeout(n.fsys.opt.StatTTL)
 	return 0
 }

@@ -148,6 +148,7 @@ func (d *Dir) Unlink(ctx context.Context, name string) syscall.Errno {
 	if ch := d.GetChild(name); ch != nil {
 		if n, ok := ch.Operations().(*File); ok {
 			n.mu.Lock()
+			n.unlinked = true
 			if n.ws != nil {
 				n.ws.unlinked = true
 				remote = n.ws.uploaded

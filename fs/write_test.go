@@ -333,23 +333,15 @@ func TestCpAndRsyncPreserveModeAndMtime(t *testing.T) {
 
 func TestPosix(t *testing.T) {
 	skip := map[string]string{
-		"Link":                     "hard links are refused (EPERM)",
-		"LinkUnlinkRename":         "hard links are refused (EPERM)",
-		"NlinkZero":                "needs hard links",
-		"FcntlFlockLocksFile":      "POSIX locks are not supported",
-		"FcntlFlockSetLk":          "POSIX locks are not supported",
-		"XAttr":                    "extended attributes are not supported yet",
-		"XAttrLarge":               "extended attributes are not supported yet",
-		"DirectIO":                 "O_DIRECT reads go through the page cache",
-		"Fallocate":                "fallocate is not supported",
-		"LseekHoleSeeksToEOF":      "SEEK_HOLE is not supported",
-		"LseekEnxioCheck":          "SEEK_DATA is not supported",
-		"RenameOpenDir":            "a renamed directory's open handles see the new keys",
-		"SetattrSymlink":           "symlink attributes are fixed",
-		"OpenSymlinkRace":          "symlinks are objects; the race needs kernel-side symlink semantics",
-		"FdLeak":                   "checks the test process's descriptors only",
-		"ParallelFileOpen":         "",
-		"RenameOverwriteDestExist": "",
+		"Link":                "hard links are refused (EPERM)",
+		"LinkUnlinkRename":    "hard links are refused (EPERM)",
+		"NlinkZero":           "needs hard links",
+		"FcntlFlockLocksFile": "POSIX locks are not supported",
+		"FcntlFlockSetLk":     "POSIX locks are not supported",
+		"XAttr":               "extended attributes are not supported yet",
+		"XAttrLarge":          "extended attributes are not supported yet",
+		"Fallocate":           "fallocate is not supported",
+		"FallocateKeepSize":   "fallocate is not supported",
 	}
 	r := newBucket(t)
 	r.mount(cfs.Options{StatTTL: time.Second, NegativeTTL: time.Second})
