@@ -1,0 +1,154 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestRangeSet(t *testing.T) {
+	var rs rangeSet
+	rs = rs.add(Range{10, 5}).add(Range{0, 3}).add(Range{15, 5}).add(Range{2, 2})
+	if want := (rangeSet{{0, 4}, {10, 10}}); !reflect.DeepEqual(rs, want) {
+		t.Fatalf("add: %v want %v", rs, want)
+	}
+	if got, want := rs.missing(Range{0, 25}), []Range{{4, 6}, {20, 5}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("missing: %v want %v", got, want)
+	}
+	if got := rs.missing(Range{11, 3}); got != nil {
+		t.Fatalf("missing inside a range: %v", got)
+	}
+	if got, want := rs.cut(12), (rangeSet{{0, 4}, {10, 2}}); !reflect.DeepEqual(got, want) {
+		t.Fatalf("cut: %v want %v", got, want)
+	}
+	if rs.total() != 14 {
+		t.Fatalf("total %d", rs.total())
+	}
+}
+
+func TestBlockCacheOneFetchPerBlockAndBound(t *testing.T) {
+	data := make([]byte, 10<<10)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	var fetches atomic.Int64
+	fetch := func(ctx context.Context, key, etag string, off, n int64) (io.ReadCloser, error) {
+		fetches.Add(1)
+		time.Sleep(10 * time.Millisecond)
+		return io.NopCloser(bytes.NewReader(data[off : off+n])), nil
+	}
+	c, err := NewBlockCache(fetch, BlockCacheOptions{BlockSize: 1 << 10, MaxBytes: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, err := c.Block(context.Background(), BlockKey{"k", "e", 3}, int64(len(data)))
+			if err != nil || !bytes.Equal(b, data[3<<10:4<<10]) {
+				t.Errorf("block 3: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := fetches.Load(); n != 1 {
+		t.Fatalf("20 concurrent readers of one block caused %d fetches", n)
+	}
+	for i := int64(0); i < 10; i++ {
+		b, err := c.Block(context.Background(), BlockKey{"k", "e", i}, int64(len(data)))
+		if err != nil || !bytes.Equal(b, data[i<<10:(i+1)<<10]) {
+			t.Fatalf("block %d: %v", i, err)
+		}
+	}
+	if n := c.lru.Len(); n > 4 {
+		t.Fatalf("%d blocks cached, bound is 4", n)
+	}
+	if _, err := c.Block(context.Background(), BlockKey{"k", "e", 10}, int64(len(data))); err == nil {
+		t.Fatal("a block past the end was served")
+	}
+}
+
+func TestBlockCacheShortObject(t *testing.T) {
+	fetch := func(ctx context.Context, key, etag string, off, n int64) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(make([]byte, n/2))), nil
+	}
+	c, _ := NewBlockCache(fetch, BlockCacheOptions{BlockSize: 1 << 10, MaxBytes: 4 << 10})
+	if _, err := c.Block(context.Background(), BlockKey{"k", "e", 0}, 4096); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("short body: %v", err)
+	}
+}
+
+func TestStoreBoundsAndNoSpace(t *testing.T) {
+	s, err := NewStore(t.TempDir(), 8<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := s.Create(0)
+	if _, err := a.WriteAt(make([]byte, 6<<10), 0); err != nil {
+		t.Fatal(err)
+	}
+	// Rewriting present bytes costs nothing more.
+	if _, err := a.WriteAt(make([]byte, 6<<10), 0); err != nil {
+		t.Fatal(err)
+	}
+	if s.Used() != 6<<10 {
+		t.Fatalf("used %d", s.Used())
+	}
+	b, _ := s.Create(0)
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.WriteAt(make([]byte, 4<<10), 0)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("a write past the bound did not wait: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	a.Remove()
+	if err := <-done; err != nil {
+		t.Fatalf("write after space was freed: %v", err)
+	}
+	if err := s.reserve(100<<10, 10*time.Millisecond); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("reserve beyond the bound: %v, want ENOSPC", err)
+	}
+	b.Remove()
+	if s.Used() != 0 {
+		t.Fatalf("used %d after removing every file", s.Used())
+	}
+}
+
+func TestWriteFileFillNeverOverwritesWrites(t *testing.T) {
+	s, _ := NewStore(t.TempDir(), 1<<20)
+	w, _ := s.Create(100)
+	w.WriteAt([]byte("written"), 10)
+	if err := w.Fill(bytes.Repeat([]byte("b"), 100), 0); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	w.ReadAt(buf, 0)
+	want := bytes.Repeat([]byte("b"), 100)
+	copy(want[10:], "written")
+	if !bytes.Equal(buf, want) {
+		t.Fatalf("got %q", buf)
+	}
+	if m := w.Missing(Range{0, 100}); m != nil {
+		t.Fatalf("missing after fill: %v", m)
+	}
+	if err := w.Truncate(100, 50); err != nil {
+		t.Fatal(err)
+	}
+	if m := w.Missing(Range{0, 60}); fmt.Sprint(m) != "[{50 10}]" {
+		t.Fatalf("missing after truncate: %v", m)
+	}
+}
