@@ -29,8 +29,8 @@ type credFlags struct {
 	secretKeyFile     string
 	tokenFile         string
 
-	// logger is told of credential refreshes; nil until setLogger, and
-	// then slog.Default() is used.
+	// logger is told of credential refreshes; nothing is logged until
+	// setLogger.
 	logger atomic.Pointer[slog.Logger]
 }
 
@@ -90,7 +90,7 @@ func (cf *credFlags) sourceConfig(bucket string) auth.SourceConfig {
 func (cf *credFlags) logRefresh(format string, args ...any) {
 	l := cf.logger.Load()
 	if l == nil {
-		l = slog.Default()
+		return // no logger yet: stderr must stay for the one-line failure reason
 	}
 	msg := fmt.Sprintf(format, args...)
 	lvl := slog.LevelInfo
