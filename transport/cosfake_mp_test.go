@@ -105,7 +105,7 @@ func (f *cosFake) complete(w http.ResponseWriter, r *http.Request, id string, up
 		ctype: up.ctype, meta: up.meta, mod: time.Now()}
 	f.objects[up.key] = o
 	delete(f.uploads, id)
-	w.Header().Set(crcHeader, crcOf(data))
+	w.Header().Set(crcHeader, o.crc64())
 	cfXML(w, struct {
 		XMLName  xml.Name `xml:"CompleteMultipartUploadResult"`
 		Location string

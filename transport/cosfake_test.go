@@ -48,6 +48,7 @@ type cosFake struct {
 
 type cfObject struct {
 	data  []byte
+	crc   string // x-cos-hash-crc64ecma, computed once
 	etag  string
 	ctype string
 	meta  http.Header
@@ -204,7 +205,7 @@ func (f *cosFake) route(w http.ResponseWriter, r *http.Request, body []byte) {
 		o := &cfObject{data: body, etag: md5hexOf(body), ctype: r.Header.Get("Content-Type"), meta: metaOf(r.Header), mod: time.Now()}
 		f.objects[key] = o
 		w.Header().Set("ETag", `"`+o.etag+`"`)
-		w.Header().Set(crcHeader, crcOf(body))
+		w.Header().Set(crcHeader, o.crc64())
 	case r.Method == "GET" || r.Method == "HEAD":
 		f.get(w, r, key)
 	case r.Method == "DELETE":
@@ -249,7 +250,7 @@ func (f *cosFake) get(w http.ResponseWriter, r *http.Request, key string) {
 	h.Set("Last-Modified", o.mod.UTC().Format(http.TimeFormat))
 	h.Set("Content-Type", o.ctype)
 	// COS sends the whole object's CRC64 with ranged answers too.
-	h.Set(crcHeader, crcOf(o.data))
+	h.Set(crcHeader, o.crc64())
 	size := int64(len(o.data))
 	lo, hi, ranged, ok := parseRange(r.Header.Get("Range"), size)
 	if !ok {
@@ -313,7 +314,7 @@ func (f *cosFake) copyObject(w http.ResponseWriter, r *http.Request, key string)
 	if !ok {
 		return
 	}
-	o := &cfObject{data: src.data, etag: src.etag, ctype: src.ctype, meta: src.meta, mod: time.Now()}
+	o := &cfObject{data: src.data, crc: src.crc64(), etag: src.etag, ctype: src.ctype, meta: src.meta, mod: time.Now()}
 	switch d := r.Header.Get("x-cos-metadata-directive"); d {
 	case "Copy", "":
 	case "Replaced":
@@ -327,7 +328,7 @@ func (f *cosFake) copyObject(w http.ResponseWriter, r *http.Request, key string)
 		ETag         string
 		LastModified string
 		CRC64        string
-	}{ETag: `"` + o.etag + `"`, LastModified: o.mod.UTC().Format(time.RFC3339), CRC64: crcOf(o.data)})
+	}{ETag: `"` + o.etag + `"`, LastModified: o.mod.UTC().Format(time.RFC3339), CRC64: o.crc64()})
 }
 
 func metaOf(h http.Header) http.Header {
@@ -338,6 +339,14 @@ func metaOf(h http.Header) http.Header {
 		}
 	}
 	return m
+}
+
+// crc64 is the object's CRC64, computed on first use (f.mu held).
+func (o *cfObject) crc64() string {
+	if o.crc == "" {
+		o.crc = crcOf(o.data)
+	}
+	return o.crc
 }
 
 func crcOf(b []byte) string { return strconv.FormatUint(crc64.Checksum(b, crcTable), 10) }

@@ -222,23 +222,30 @@ type slowReader struct {
 	d        time.Duration
 	done     <-chan struct{}
 	sent     int
+	chunk    int // bytes sent since the last pause
 }
 
 func (s *slowReader) Read(p []byte) (int, error) {
 	if s.sent >= s.after {
-		select {
-		case <-time.After(s.d):
-		case <-s.done:
-			return 0, errors.New("client gone")
+		if s.chunk == 0 || s.chunk >= s.n {
+			select {
+			case <-time.After(s.d):
+			case <-s.done:
+				return 0, errors.New("client gone")
+			}
+			s.chunk = 0
 		}
-		if len(p) > s.n {
-			p = p[:s.n]
+		if len(p) > s.n-s.chunk {
+			p = p[:s.n-s.chunk]
 		}
 	} else if len(p) > s.after-s.sent {
 		p = p[:s.after-s.sent]
 	}
 	n, err := s.rc.Read(p)
 	s.sent += n
+	if s.sent > s.after || s.after == 0 {
+		s.chunk += n
+	}
 	return n, err
 }
 

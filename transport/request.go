@@ -67,15 +67,20 @@ func (r *request) setBody(body io.ReadSeeker, size int64) error {
 	if err != nil {
 		return err
 	}
-	if size < 0 {
-		end, err := body.Seek(0, io.SeekEnd)
-		if err != nil {
-			return err
-		}
-		if _, err := body.Seek(pos, io.SeekStart); err != nil {
-			return err
-		}
+	// Measure what is left, so that a short body is refused here rather
+	// than failing (and being retried) on the wire.
+	end, err := body.Seek(0, io.SeekEnd)
+	if err != nil {
+		return err
+	}
+	if _, err := body.Seek(pos, io.SeekStart); err != nil {
+		return err
+	}
+	switch {
+	case size < 0:
 		size = end - pos
+	case end-pos < size:
+		return errors.New("body has " + strconv.FormatInt(end-pos, 10) + " bytes, fewer than the size " + strconv.FormatInt(size, 10))
 	}
 	r.body, r.start, r.size = body, pos, size
 	return nil
