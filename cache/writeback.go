@@ -147,6 +147,24 @@ func (rs rangeSet) missing(r Range) []Range {
 	return out
 }
 
+// sub removes r from the set.
+func (rs rangeSet) sub(r Range) rangeSet {
+	var out rangeSet
+	for _, x := range rs {
+		if x.End() <= r.Off || x.Off >= r.End() {
+			out = append(out, x)
+			continue
+		}
+		if x.Off < r.Off {
+			out = append(out, Range{x.Off, r.Off - x.Off})
+		}
+		if x.End() > r.End() {
+			out = append(out, Range{r.End(), x.End() - r.End()})
+		}
+	}
+	return out
+}
+
 func (rs rangeSet) total() int64 {
 	var n int64
 	for _, x := range rs {
@@ -162,10 +180,11 @@ type WriteFile struct {
 	s *Store
 	f *os.File
 
-	mu      sync.Mutex
-	present rangeSet
-	charged int64 // bytes reserved in the store
-	closed  bool
+	mu        sync.Mutex
+	present   rangeSet
+	discarded rangeSet // uploaded, then given back to free the cache
+	charged   int64    // bytes reserved in the store
+	closed    bool
 }
 
 // SpaceWait is how long a writer waits for uploads to free cache space
@@ -207,12 +226,18 @@ func (w *WriteFile) charge(r Range) error {
 	return nil
 }
 
+// ErrDiscarded refuses access to bytes given back after their upload.
+var ErrDiscarded = errors.New("these bytes were uploaded and dropped from the cache to make room; the file can only be written on from its end until it is closed")
+
 // WriteAt writes p at off and marks it present. A full cache gives
 // ErrNoSpace (ENOSPC) after waiting for space, a full disk ENOSPC. The range
 // counts as present before the bytes land, so that a concurrent Fill never
 // writes over them.
 func (w *WriteFile) WriteAt(p []byte, off int64) (int, error) {
 	r := Range{off, int64(len(p))}
+	if w.Discarded(r) {
+		return 0, ErrDiscarded
+	}
 	if err := w.charge(r); err != nil {
 		return 0, err
 	}
@@ -245,7 +270,12 @@ func (w *WriteFile) Fill(p []byte, off int64) error {
 }
 
 // ReadAt reads from the local file; ranges never written read as zeros.
-func (w *WriteFile) ReadAt(p []byte, off int64) (int, error) { return w.f.ReadAt(p, off) }
+func (w *WriteFile) ReadAt(p []byte, off int64) (int, error) {
+	if w.Discarded(Range{off, int64(len(p))}) {
+		return 0, ErrDiscarded
+	}
+	return w.f.ReadAt(p, off)
+}
 
 // Missing lists the parts of r that the file does not hold.
 func (w *WriteFile) Missing(r Range) []Range {
@@ -272,6 +302,39 @@ func (w *WriteFile) Truncate(oldSize, size int64) error {
 	}
 	w.mu.Unlock()
 	return nil
+}
+
+// Discard gives back the space of r, whose bytes are safely elsewhere (an
+// uploaded part). Reading or writing r afterwards is refused.
+func (w *WriteFile) Discard(r Range) {
+	w.mu.Lock()
+	held := r.Len
+	for _, m := range w.present.missing(r) {
+		held -= m.Len
+	}
+	w.present = w.present.sub(r)
+	w.discarded = w.discarded.add(r)
+	w.charged -= held
+	w.mu.Unlock()
+	punchHole(w.f, r)
+	w.s.release(held)
+}
+
+// Discarded reports whether any of r was discarded.
+func (w *WriteFile) Discarded(r Range) bool {
+	if r.Len <= 0 {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.discarded.missing(r)) != 1 || w.discarded.missing(r)[0] != r
+}
+
+// Pressure reports whether the store is more than half full.
+func (s *Store) Pressure() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.used > s.max/2
 }
 
 // Remove deletes the file and gives its space back.

@@ -217,7 +217,15 @@ func (n *File) streamParts(ctx context.Context, parts []streamPart) syscall.Errn
 		n.mu.Unlock()
 	}
 	for _, p := range parts {
-		if err := mw.AddPart(ctx, p.num, ws.wf, p.off, p.len); err != nil {
+		r := cache.Range{Off: p.off, Len: p.len}
+		done := func(err error) {
+			// Once a part is safely uploaded its bytes may leave the cache,
+			// so that a file larger than the cache can still be written.
+			if err == nil && f.store.Pressure() {
+				ws.wf.Discard(r)
+			}
+		}
+		if err := mw.AddPartNotify(ctx, p.num, ws.wf, p.off, p.len, done); err != nil {
 			n.mu.Lock()
 			ws.streamOK = false
 			n.mu.Unlock()

@@ -358,3 +358,58 @@ func TestPosix(t *testing.T) {
 		})
 	}
 }
+
+func TestFileLargerThanTheCache(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{CacheSize: 48 << 20})
+	const size = 200 << 20
+	f, err := os.Create(filepath.Join(r.mnt, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		fillPattern(buf, off)
+		if _, err := f.Write(buf); err != nil {
+			t.Fatalf("write at %d: %v", off, err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	out, err := r.client.Get(context.Background(), &transport.GetInput{Key: "big", Length: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Body.Close()
+	checkPattern(t, out.Body, size)
+	r.noUploadsLeft()
+}
+
+func TestFullCacheDiskGivesENOSPCAndNoCorruptObject(t *testing.T) {
+	r := newBucket(t)
+	cacheDir := t.TempDir()
+	if err := syscall.Mount("tmpfs", cacheDir, "tmpfs", 0, "size=16m"); err != nil {
+		t.Fatalf("mount a small tmpfs for the cache: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(cacheDir, syscall.MNT_DETACH) })
+	r.mount(cfs.Options{CacheDir: cacheDir})
+	src := randomBytes(40<<20, 5)
+	srcPath := filepath.Join(t.TempDir(), "src")
+	os.WriteFile(srcPath, src, 0o644)
+	dst := filepath.Join(r.mnt, "f")
+	out, err := exec.Command("cp", srcPath, dst).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "No space left on device") {
+		t.Fatalf("cp into a mount whose cache disk is full: %v %s; want ENOSPC", err, out)
+	}
+	// Whatever the file holds is exactly what the object holds.
+	st, err := os.Stat(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := r.object("f")
+	if int64(len(got)) != st.Size() || !bytes.Equal(got, src[:len(got)]) {
+		t.Fatalf("object of %d bytes for a file of %d: not a prefix of what was written", len(got), st.Size())
+	}
+	r.noUploadsLeft()
+}

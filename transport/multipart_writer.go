@@ -95,6 +95,20 @@ func (mw *MultipartWriter) AddPart(ctx context.Context, num int, src io.ReaderAt
 	return mw.launchData(num, src, off, size, nil)
 }
 
+// AddPartNotify is AddPart that calls done once this upload of the part
+// has ended, with nil when it succeeded. done runs on the part's goroutine
+// without the writer's lock; after a nil done the part's bytes are no
+// longer read.
+func (mw *MultipartWriter) AddPartNotify(ctx context.Context, num int, src io.ReaderAt, off, size int64, done func(error)) error {
+	if err := checkPart(num, off, size); err != nil {
+		return err
+	}
+	if err := mw.reserve(ctx); err != nil {
+		return err
+	}
+	return mw.launchData(num, src, off, size, done)
+}
+
 // AddCopyPart is AddPart for size bytes of the object srcKey from off,
 // copied by the server (UploadPartCopy). srcETag, when set, makes the part
 // fail if the source has changed.
@@ -148,8 +162,8 @@ func (mw *MultipartWriter) failure() error {
 }
 
 // launchData starts an UploadPart of src[off:off+size]; release (may be nil)
-// runs when the part has ended.
-func (mw *MultipartWriter) launchData(num int, src io.ReaderAt, off, size int64, release func()) error {
+// runs when the part has ended, with its error.
+func (mw *MultipartWriter) launchData(num int, src io.ReaderAt, off, size int64, release func(error)) error {
 	return mw.launch(num, size, func(ctx context.Context) (*Part, error) {
 		body := &partBody{src: src, off: off, size: size}
 		p, err := mw.api.UploadPart(ctx, &UploadPartInput{Key: mw.key, UploadID: mw.uploadID,
@@ -166,15 +180,16 @@ func (mw *MultipartWriter) launchData(num int, src io.ReaderAt, off, size int64,
 
 // launch runs send for part num in the background, holding a reserved slot
 // that it gives back at the end.
-func (mw *MultipartWriter) launch(num int, size int64, send func(context.Context) (*Part, error), release func()) error {
+func (mw *MultipartWriter) launch(num int, size int64, send func(context.Context) (*Part, error), release func(error)) error {
 	mw.mu.Lock()
 	if mw.state != writerOpen {
 		mw.mu.Unlock()
 		mw.unreserve()
+		err := errors.New("transport: part added after Complete or Abort")
 		if release != nil {
-			release()
+			release(err)
 		}
-		return errors.New("transport: part added after Complete or Abort")
+		return err
 	}
 	prev := mw.parts[num]
 	ps := &partState{size: size, done: make(chan struct{})}
@@ -185,13 +200,13 @@ func (mw *MultipartWriter) launch(num int, size int64, send func(context.Context
 		defer mw.wg.Done()
 		defer close(ps.done)
 		defer mw.unreserve()
-		if release != nil {
-			defer release()
-		}
 		if prev != nil {
 			<-prev.done
 		}
 		p, err := mw.send(send)
+		if release != nil {
+			defer release(err)
+		}
 		mw.mu.Lock()
 		defer mw.mu.Unlock()
 		if err != nil {

@@ -300,7 +300,7 @@ func (u *Uploader) uploadSeq(ctx context.Context, in *UploadInput, src io.Reader
 			break
 		}
 		total += int64(n)
-		release := func() { u.pool.put(buf) }
+		release := func(error) { u.pool.put(buf) }
 		if err := mw.launchData(num, bytes.NewReader((*buf)[:n]), 0, int64(n), release); err != nil {
 			return nil, mw.fail(ctx, err)
 		}
