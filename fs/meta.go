@@ -22,6 +22,8 @@ type objMeta struct {
 	etag  string
 	// fromListing: attributes came from a LIST entry alone (no metadata).
 	fromListing bool
+	// xattrs are the user.* extended attributes (files only).
+	xattrs map[string][]byte
 }
 
 func (m objMeta) fileType() uint32 { return m.mode & syscall.S_IFMT }
@@ -37,6 +39,9 @@ const (
 	// whole-second mtime other tools read, so that nanoseconds survive
 	// (rsync compares them). Used only while its seconds match mtime's.
 	metaMtimeN = "cosmount-mtime"
+	// metaXattr holds extended attributes as s3fs does: the URL-encoded
+	// JSON object {"name":"base64(value)"}.
+	metaXattr = "xattr"
 	// goofys and some gateways spell it this way; read, never written.
 	metaLastModified = "last-modified"
 )
@@ -84,6 +89,9 @@ func (f *FS) metaFromObject(o *transport.ObjectInfo) objMeta {
 		if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil {
 			m.gid = uint32(n)
 		}
+	}
+	if v, ok := o.Metadata[metaXattr]; ok {
+		m.xattrs = decodeXattrs(v)
 	}
 	if t, ok := parseMtime(o.Metadata[metaMtime]); ok {
 		m.mtime = t

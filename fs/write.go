@@ -288,13 +288,17 @@ func (f *FS) uploadMeta(m objMeta) map[string]string {
 	if mt.IsZero() {
 		mt = time.Now()
 	}
-	return map[string]string{
+	meta := map[string]string{
 		metaMode:   strconv.FormatUint(uint64(m.mode), 10),
 		metaUID:    strconv.FormatUint(uint64(m.uid), 10),
 		metaGID:    strconv.FormatUint(uint64(m.gid), 10),
 		metaMtime:  strconv.FormatInt(mt.Unix(), 10),
 		metaMtimeN: strconv.FormatInt(mt.Unix(), 10) + "." + pad9(mt.Nanosecond()),
 	}
+	if len(m.xattrs) > 0 {
+		meta[metaXattr] = encodeXattrs(m.xattrs)
+	}
+	return meta
 }
 
 func pad9(ns int) string {

@@ -338,8 +338,7 @@ func TestPosix(t *testing.T) {
 		"NlinkZero":           "needs hard links",
 		"FcntlFlockLocksFile": "POSIX locks are not supported",
 		"FcntlFlockSetLk":     "POSIX locks are not supported",
-		"XAttr":               "extended attributes are not supported yet",
-		"XAttrLarge":          "extended attributes are not supported yet",
+		"XAttrLarge":          "object metadata holds about 2 KiB of attributes; larger values get ENOSPC",
 		"Fallocate":           "fallocate is not supported",
 		"FallocateKeepSize":   "fallocate is not supported",
 	}

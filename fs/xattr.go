@@ -2,14 +2,19 @@ package fs
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/url"
+	"sort"
+	"strings"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 )
 
-// noXattrs answers the extended-attribute calls of a file system that
-// stores none: lists are empty, reads find nothing, and setting one is not
-// supported, which tells cp -a and rsync -X to go on without ACLs.
+// noXattrs answers the extended-attribute calls of a node that stores none
+// (directories): lists are empty, reads find nothing, and setting one is not
+// supported, which tells cp -a and rsync -X to go on without.
 type noXattrs struct{}
 
 func (noXattrs) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
@@ -28,7 +33,151 @@ func (noXattrs) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Err
 
 var (
 	_ = (gofs.NodeGetxattrer)((*File)(nil))
-	_ = (gofs.NodeSetxattrer)((*Dir)(nil))
-	_ = (gofs.NodeListxattrer)((*Dir)(nil))
+	_ = (gofs.NodeSetxattrer)((*File)(nil))
+	_ = (gofs.NodeListxattrer)((*File)(nil))
 	_ = (gofs.NodeRemovexattrer)((*File)(nil))
+	_ = (gofs.NodeSetxattrer)((*Dir)(nil))
 )
+
+// maxXattrMeta bounds the encoded attributes: buckets cap user metadata
+// at about 2 KiB per object.
+const maxXattrMeta = 2000
+
+// decodeXattrs reads s3fs' form; anything unreadable is ignored.
+func decodeXattrs(v string) map[string][]byte {
+	raw, err := url.QueryUnescape(v)
+	if err != nil {
+		raw = v
+	}
+	var enc map[string]string
+	if json.Unmarshal([]byte(raw), &enc) != nil {
+		return nil
+	}
+	out := make(map[string][]byte, len(enc))
+	for k, b := range enc {
+		if val, err := base64.StdEncoding.DecodeString(b); err == nil {
+			out[k] = val
+		}
+	}
+	return out
+}
+
+// encodeXattrs writes s3fs' form.
+func encodeXattrs(x map[string][]byte) string {
+	enc := make(map[string]string, len(x))
+	for k, v := range x {
+		enc[k] = base64.StdEncoding.EncodeToString(v)
+	}
+	b, _ := json.Marshal(enc)
+	return strings.ReplaceAll(url.QueryEscape(string(b)), "+", "%20")
+}
+
+// Getxattr implements NodeGetxattrer. Only user.* attributes are stored;
+// the kernel's own (security.*, system.*) are answered locally.
+func (n *File) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if !strings.HasPrefix(attr, "user.") {
+		return 0, syscall.ENODATA
+	}
+	m, errno := n.refresh(ctx)
+	if errno != 0 {
+		return 0, errno
+	}
+	v, ok := m.xattrs[attr]
+	if !ok {
+		return 0, syscall.ENODATA
+	}
+	if len(dest) < len(v) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
+}
+
+// Listxattr implements NodeListxattrer.
+func (n *File) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	m, errno := n.refresh(ctx)
+	if errno != 0 {
+		return 0, errno
+	}
+	names := make([]string, 0, len(m.xattrs))
+	for k := range m.xattrs {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var b []byte
+	for _, k := range names {
+		b = append(append(b, k...), 0)
+	}
+	if len(dest) < len(b) {
+		return uint32(len(b)), syscall.ERANGE
+	}
+	return uint32(copy(dest, b)), 0
+}
+
+// Setxattr implements NodeSetxattrer: user.* attributes go to the object's
+// metadata, with a pending upload or by a self-copy.
+func (n *File) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if !strings.HasPrefix(attr, "user.") {
+		return syscall.EOPNOTSUPP
+	}
+	const xattrCreate, xattrReplace = 1, 2
+	return n.changeXattrs(ctx, func(x map[string][]byte) syscall.Errno {
+		_, exists := x[attr]
+		switch {
+		case flags&xattrCreate != 0 && exists:
+			return syscall.EEXIST
+		case flags&xattrReplace != 0 && !exists:
+			return syscall.ENODATA
+		}
+		x[attr] = append([]byte(nil), data...)
+		return 0
+	})
+}
+
+// Removexattr implements NodeRemovexattrer.
+func (n *File) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	return n.changeXattrs(ctx, func(x map[string][]byte) syscall.Errno {
+		if _, ok := x[attr]; !ok {
+			return syscall.ENODATA
+		}
+		delete(x, attr)
+		return 0
+	})
+}
+
+func (n *File) changeXattrs(ctx context.Context, change func(map[string][]byte) syscall.Errno) syscall.Errno {
+	f := n.fsys
+	if f.opt.ReadOnly {
+		return syscall.EROFS
+	}
+	if _, errno := n.refresh(ctx); errno != 0 {
+		return errno
+	}
+	n.mu.Lock()
+	x := make(map[string][]byte, len(n.meta.xattrs)+1)
+	for k, v := range n.meta.xattrs {
+		x[k] = v
+	}
+	if errno := change(x); errno != 0 {
+		n.mu.Unlock()
+		return errno
+	}
+	if len(encodeXattrs(x)) > maxXattrMeta {
+		n.mu.Unlock()
+		return syscall.ENOSPC
+	}
+	n.meta.xattrs = x
+	pending := n.ws != nil
+	if pending {
+		n.ws.dirty = true
+		n.ws.gen++
+	}
+	m := n.meta
+	n.mu.Unlock()
+	if pending {
+		if n.opensNow() > 0 {
+			return 0 // goes up with the upload at close
+		}
+		return n.flush(ctx)
+	}
+	return n.setMetaRemote(ctx, n.key(), m)
+}

@@ -8,14 +8,17 @@ set -euo pipefail
 cd "$ROOT"
 
 ensure_fuse
-apt_install rsync
+apt_install rsync s3fs
 ensure_versitygw
 
 work=$(mktemp -d /tmp/cosmount-test.XXXXXX)
 cleanup() {
+	set +e
 	stop_versitygw
 	# Unmount anything a killed test left behind under our temp folders.
-	grep -o " /tmp/[^ ]*" /proc/mounts | grep -E 'cosmount|Test' | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	for m in $(awk '$2 ~ "^/tmp/" && $2 ~ /(cosmount|Test)/ {print $2}' /proc/mounts); do
+		umount -l "$m" 2>/dev/null
+	done
 	rm -rf "$work"
 }
 trap cleanup EXIT
