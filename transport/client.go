@@ -3,8 +3,9 @@
 // (SigV4, ListObjectsV2). It retries, checks checksums and returns typed
 // errors; Uploader and Copier do multipart transfers.
 //
-// Concurrency: a Client is safe for concurrent use. It holds no locks of its
-// own across calls; its counters and clock offset are atomics.
+// Concurrency: a Client is safe for concurrent use; its counters and clock
+// offset are atomics. Lock order (client side): an attempt's reqBody.mu,
+// then its watchdog.mu; neither is held while waiting on the network.
 package transport
 
 import (

@@ -215,6 +215,9 @@ func (c *Client) ListParts(ctx context.Context, key, uploadID string) ([]Part, e
 		if err := checkKey(r, key); err != nil {
 			return nil, err
 		}
+		if uploadID == "" {
+			return nil, invalid(r, "empty upload id")
+		}
 		var q query
 		q.add("uploadId", uploadID)
 		q.add("max-parts", "1000")

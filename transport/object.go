@@ -15,7 +15,9 @@ import (
 	"unicode/utf8"
 )
 
-// Head returns an object's attributes and metadata.
+// Head returns an object's attributes and metadata. A HEAD refused with
+// 400 or 403 carries no body to say why; a one-byte GET (counted as "GET")
+// then asks, so that expired keys are refreshed and the error has a code.
 func (c *Client) Head(ctx context.Context, in *HeadInput) (*ObjectInfo, error) {
 	r := &request{op: opHead, method: http.MethodHead, key: in.Key}
 	if err := checkKey(r, in.Key); err != nil {
