@@ -65,9 +65,10 @@ func (c *countingBucket) reset() {
 
 // rig is a bucket on the test server and, once mounted, a mount of it.
 type rig struct {
-	t       *testing.T
-	client  *transport.Client
-	counter *countingBucket
+	t          *testing.T
+	bucketName string
+	client     *transport.Client
+	counter    *countingBucket
 	// bucketOverride, when set, is what the mount talks to.
 	bucketOverride cfs.Bucket
 	mnt            string
@@ -88,7 +89,7 @@ func newBucket(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rig{t: t, client: c, counter: &countingBucket{Bucket: c}}
+	return &rig{t: t, bucketName: bucket, client: c, counter: &countingBucket{Bucket: c}}
 }
 
 // mount mounts the bucket with opt and unmounts it when the test ends.
