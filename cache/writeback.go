@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -358,4 +360,51 @@ func mapDiskErr(err error) error {
 		return fmt.Errorf("cache disk full: %w", syscall.ENOSPC)
 	}
 	return err
+}
+
+// Sync makes the file's data durable on the cache disk.
+func (w *WriteFile) Sync() error { return mapDiskErr(w.f.Sync()) }
+
+// Present lists the ranges the file holds.
+func (w *WriteFile) Present() []Range {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]Range(nil), w.present...)
+}
+
+// Adopt takes back a write-back file a previous mount left in the store's
+// folder (named by its base name), with the ranges it was known to hold.
+func (s *Store) Adopt(name string, present []Range) (*WriteFile, error) {
+	if filepath.Base(name) != name || !strings.HasPrefix(name, "wb-") {
+		return nil, fmt.Errorf("not a write-back file name: %q", name)
+	}
+	f, err := os.OpenFile(filepath.Join(s.dir, name), os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	w := &WriteFile{s: s, f: f}
+	for _, r := range present {
+		w.present = w.present.add(r)
+	}
+	held := w.present.total()
+	s.mu.Lock()
+	s.used += held
+	s.mu.Unlock()
+	w.charged = held
+	return w, nil
+}
+
+// Close lets go of the file but keeps it on disk (for a later mount).
+func (w *WriteFile) Close() {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return
+	}
+	w.closed = true
+	charged := w.charged
+	w.charged = 0
+	w.mu.Unlock()
+	w.f.Close()
+	w.s.release(charged)
 }

@@ -320,12 +320,13 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 	return h.node.flush(ctx)
 }
 
-// Fsync implements FileFsyncer.
+// Fsync implements FileFsyncer: the object is complete in the bucket when
+// it returns, with or without --write-back-delay.
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	if !h.writable {
 		return 0
 	}
-	return h.node.flush(ctx)
+	return h.node.flushNow(ctx)
 }
 
 // Release implements FileReleaser. Errors were reported by Flush; a file
@@ -350,6 +351,9 @@ func (n *File) release() {
 		return
 	}
 	if n.ws.dirty && !n.ws.unlinked {
+		if n.ws.journalID != "" {
+			return // the delayed upload takes it from here
+		}
 		n.fsys.log.Warn("file not uploaded; its data stays in the cache until the next successful close",
 			"key", n.key(), "cache_file", n.ws.wf.Name(), "err", n.ws.lastErr)
 		return

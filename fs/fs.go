@@ -34,6 +34,8 @@ type Bucket interface {
 	Put(ctx context.Context, in *transport.PutInput) (*transport.PutOutput, error)
 	Delete(ctx context.Context, key string) error
 	DeleteMany(ctx context.Context, keys []string) ([]transport.DeleteError, error)
+	ListMultipartUploads(ctx context.Context, prefix string) ([]transport.Upload, error)
+	AbortMultipart(ctx context.Context, key, uploadID string) error
 }
 
 // Uploads starts multipart uploads (transport.Uploader).
@@ -79,6 +81,12 @@ type Options struct {
 	SliceSize, ChunkSize int64
 	// RenameParallel bounds the copies of a directory rename (32).
 	RenameParallel int
+	// WriteBackDelay > 0: close returns once the data is durable in the
+	// cache, and the upload starts this long after the last close.
+	WriteBackDelay time.Duration
+	// FileParallelLimit bounds the files uploaded at once from the
+	// write-back journal (4).
+	FileParallelLimit int
 
 	Logger *slog.Logger
 }
@@ -122,6 +130,9 @@ func (o *Options) setDefaults() {
 	if o.ChunkSize <= 0 {
 		o.ChunkSize = transport.DefaultChunkSize
 	}
+	if o.FileParallelLimit <= 0 {
+		o.FileParallelLimit = 4
+	}
 	if o.RenameParallel <= 0 {
 		o.RenameParallel = 32
 	}
@@ -137,6 +148,7 @@ type FS struct {
 	up        Uploads
 	copier    Copies
 	store     *cache.Store
+	wb        *writeBack // nil unless WriteBackDelay > 0
 	blocks    *cache.BlockCache
 	stats     *statCache
 	heads     *headQueue
@@ -181,6 +193,11 @@ func New(ctx context.Context, b Bucket, up Uploads, cp Copies, opt Options) (*FS
 	}
 	f.blocks = bc
 	f.heads = newHeadQueue(ctx, opt.ListHeadParallel, f.headInto)
+	if opt.WriteBackDelay > 0 {
+		if err := f.startWriteBack(ctx); err != nil {
+			return nil, err
+		}
+	}
 	f.root = &Dir{fsys: f}
 	return f, nil
 }

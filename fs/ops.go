@@ -151,6 +151,10 @@ func (d *Dir) Unlink(ctx context.Context, name string) syscall.Errno {
 			n.unlinked = true
 			if n.ws != nil {
 				n.ws.unlinked = true
+				if n.ws.journalID != "" {
+					f.wb.removeEntry(n.ws.journalID)
+					n.ws.journalID = ""
+				}
 				remote = n.ws.uploaded
 			}
 			if n.opens > 0 && remote && n.ws == nil {
@@ -315,6 +319,7 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbed
 		dirty := ws != nil && ws.dirty
 		n.mu.Unlock()
 		if local {
+			n.rejournal(dst)
 			f.stats.forget(src)
 			f.stats.forget(dst)
 			return 0

@@ -72,6 +72,8 @@ type rig struct {
 	// bucketOverride, when set, is what the mount talks to.
 	bucketOverride cfs.Bucket
 	mnt            string
+	cacheDir       string
+	fsys           *cfs.FS
 }
 
 func newBucket(t *testing.T) *rig {
@@ -103,6 +105,7 @@ func (r *rig) mount(opt cfs.Options) {
 	if opt.CacheDir == "" {
 		opt.CacheDir = t.TempDir()
 	}
+	r.cacheDir = opt.CacheDir
 	up := transport.NewUploader(r.client, transport.UploaderOptions{MinPartSize: 5 << 20})
 	cp := transport.NewCopier(r.client, transport.CopierOptions{MinPartSize: 5 << 20})
 	var b cfs.Bucket = r.counter
@@ -113,6 +116,7 @@ func (r *rig) mount(opt cfs.Options) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.fsys = fsys
 	r.mnt = t.TempDir()
 	mo := fsys.MountOptions()
 	mo.DirectMount = true

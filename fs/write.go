@@ -43,6 +43,9 @@ type writeState struct {
 	streamMeta map[string]string
 	// mtimeSet: mtime was set explicitly (utimens) since the last write.
 	mtimeSet bool
+	// journalID names the journal entry of a closed file waiting for its
+	// delayed upload ("" when none).
+	journalID string
 }
 
 // newWriteState starts a local copy of size bytes on top of base.
@@ -236,10 +239,22 @@ func (n *File) streamParts(ctx context.Context, parts []streamPart) syscall.Errn
 	return 0
 }
 
-// flush uploads the file if it changed: the object is complete in the bucket
-// when it returns 0. On failure the data stays in the cache and the error is
-// returned (and returned again by the next flush until an upload works).
+// flush is what close does: with --write-back-delay it makes the data
+// durable in the cache and journals the upload; otherwise it uploads.
 func (n *File) flush(ctx context.Context) syscall.Errno {
+	if n.fsys.wb == nil {
+		return n.flushNow(ctx)
+	}
+	n.upMu.Lock()
+	defer n.upMu.Unlock()
+	return n.commit()
+}
+
+// flushNow uploads the file if it changed: the object is complete in the
+// bucket when it returns 0. On failure the data stays in the cache and the
+// error is returned (and returned again by the next flush until an upload
+// works).
+func (n *File) flushNow(ctx context.Context) syscall.Errno {
 	n.upMu.Lock()
 	defer n.upMu.Unlock()
 	n.mu.Lock()
@@ -255,6 +270,10 @@ func (n *File) flush(ctx context.Context) syscall.Errno {
 		delete(meta, metaMtime)
 		delete(meta, metaMtimeN)
 	}
+	journalID := ws.journalID
+	if journalID != "" {
+		meta[metaJournalID] = journalID
+	}
 	n.mu.Unlock()
 	key := n.key()
 	etag, err := n.fsys.upload(ctx, key, ws, size, meta)
@@ -268,6 +287,10 @@ func (n *File) flush(ctx context.Context) syscall.Errno {
 	}
 	ws.lastErr = nil
 	ws.uploaded = true
+	if journalID != "" && ws.journalID == journalID && ws.gen == gen {
+		n.fsys.wb.removeEntry(journalID)
+		ws.journalID = ""
+	}
 	n.meta.etag = etag
 	n.meta.size = size
 	n.meta.fromListing = false

@@ -412,3 +412,52 @@ func TestFullCacheDiskGivesENOSPCAndNoCorruptObject(t *testing.T) {
 	}
 	r.noUploadsLeft()
 }
+
+func TestWriteBackDelayRsyncPatternCostsOneUpload(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{WriteBackDelay: time.Hour})
+	before := r.client.Stats()
+	tmp := filepath.Join(r.mnt, ".data.XXXXXX")
+	if err := os.WriteFile(tmp, []byte("rsync payload"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mt := time.Unix(1600000000, 42)
+	if err := os.Chtimes(tmp, mt, mt); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(r.mnt, "data")); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing has gone up yet: close returned with the data in the cache.
+	if _, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "data"}); !errors.Is(err, transport.ErrNotFound) {
+		t.Fatalf("object exists before the delayed upload: %v", err)
+	}
+	st, err := os.Stat(filepath.Join(r.mnt, "data"))
+	if err != nil || st.Size() != 13 || !st.ModTime().Equal(mt) || st.Mode().Perm() != 0o600 {
+		t.Fatalf("pending file through the mount: %v %v", st, err)
+	}
+	if err := r.fsys.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, info := r.object("data")
+	if string(got) != "rsync payload" || info.Metadata["mode"] != "33152" || info.Metadata["cosmount-mtime"] != "1600000000.000000042" {
+		t.Fatalf("object after the delayed upload: %q %v", got, info.Metadata)
+	}
+	after := r.client.Stats()
+	for _, op := range []string{"PUT", "COPY", "UploadPart", "UploadPartCopy", "DELETE"} {
+		n := after[op] - before[op]
+		want := int64(0)
+		if op == "PUT" {
+			want = 1
+		}
+		if n != want {
+			t.Errorf("%s requests: %d, want %d (write, set times, chmod, rename must cost one upload)", op, n, want)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(r.cacheDir, "journal")); len(ents) != 0 {
+		t.Errorf("journal entries left after the upload: %d", len(ents))
+	}
+}

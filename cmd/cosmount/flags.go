@@ -35,6 +35,8 @@ type config struct {
 
 	chunkSize, sliceSize, copyChunkSize, copySliceSize size
 	chunkParallel, copyChunkParallel                   int
+	fileParallel                                       int
+	writeBackDelay                                     time.Duration
 
 	foreground, debugFUSE bool
 	logLevel, logFile     string
@@ -161,6 +163,8 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fl.Var(&c.copyChunkSize, "copy-chunk-size", "part size of server-side copies (default 64M)")
 	fl.Var(&c.copySliceSize, "copy-slice-size", "objects up to this size are copied with one request (default 64M)")
 	fl.IntVar(&c.copyChunkParallel, "copy-chunk-parallel-limit", 8, "parts of one copy in flight")
+	fl.IntVar(&c.fileParallel, "file-parallel-limit", 4, "files uploaded at once from the write-back journal")
+	fl.DurationVar(&c.writeBackDelay, "write-back-delay", 0, "0: close waits for the upload; else close returns once the data is safe in the cache dir and the upload starts this long after (crash-safe journal)")
 	fl.BoolVar(&c.foreground, "foreground", false, "stay attached; log to stderr")
 	fl.BoolVar(&c.debugFUSE, "debug-fuse", false, "log every FUSE request")
 	fl.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -222,7 +226,10 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	if c.readCacheSize < 2*c.blockSize {
 		return nil, fmt.Errorf("--read-cache-size %d: want at least two blocks (%d)", c.readCacheSize, 2*c.blockSize)
 	}
-	if c.chunkParallel < 1 || c.copyChunkParallel < 1 {
+	if c.writeBackDelay < 0 {
+		return nil, errors.New("--write-back-delay cannot be negative")
+	}
+	if c.chunkParallel < 1 || c.copyChunkParallel < 1 || c.fileParallel < 1 {
 		return nil, errors.New("parallel limits must be at least 1")
 	}
 	if c.chunkSize != 0 && (c.chunkSize < 1<<20 || c.chunkSize > 5<<30) {

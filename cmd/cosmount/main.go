@@ -149,22 +149,24 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 		cacheDir = filepath.Join(os.TempDir(), fmt.Sprintf("cosmount-%d", os.Getuid()), c.bucket)
 	}
 	fsys, err := cfs.New(ctx, client, up, cp, cfs.Options{
-		Prefix:        c.prefix,
-		ReadOnly:      c.readOnly,
-		UID:           uint32(c.uid),
-		GID:           uint32(c.gid),
-		FileMode:      uint32(c.fileMode),
-		DirMode:       uint32(c.dirMode),
-		StatTTL:       c.statTTL,
-		NegativeTTL:   c.negTTL,
-		FastList:      c.fastList,
-		ReadCacheSize: int64(c.readCacheSize),
-		BlockSize:     int64(c.blockSize),
-		CacheDir:      cacheDir,
-		CacheSize:     int64(c.cacheSize),
-		SliceSize:     up.Options().SliceSize,
-		ChunkSize:     up.Options().ChunkSize,
-		Logger:        logger,
+		Prefix:            c.prefix,
+		ReadOnly:          c.readOnly,
+		UID:               uint32(c.uid),
+		GID:               uint32(c.gid),
+		FileMode:          uint32(c.fileMode),
+		DirMode:           uint32(c.dirMode),
+		StatTTL:           c.statTTL,
+		NegativeTTL:       c.negTTL,
+		FastList:          c.fastList,
+		ReadCacheSize:     int64(c.readCacheSize),
+		BlockSize:         int64(c.blockSize),
+		CacheDir:          cacheDir,
+		CacheSize:         int64(c.cacheSize),
+		SliceSize:         up.Options().SliceSize,
+		WriteBackDelay:    c.writeBackDelay,
+		FileParallelLimit: c.fileParallel,
+		ChunkSize:         up.Options().ChunkSize,
+		Logger:            logger,
 	})
 	if err != nil {
 		return err
@@ -196,8 +198,10 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 	logger.Info("mounted", "bucket", c.bucket, "prefix", c.prefix, "mountpoint", c.mountpoint)
 	ready("")
 
-	sig := make(chan os.Signal, 1)
+	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	drainCtx, stopDrain := context.WithCancel(ctx)
+	defer stopDrain()
 	go func() {
 		s := <-sig
 		logger.Info("unmounting", "signal", s.String())
@@ -212,6 +216,17 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 	}()
 	server.Wait()
 	logger.Info("unmounted", "mountpoint", c.mountpoint)
+	go func() {
+		// A second signal gives up on pending uploads (they stay journaled).
+		select {
+		case <-sig:
+			stopDrain()
+		case <-drainCtx.Done():
+		}
+	}()
+	if err := fsys.Drain(drainCtx); err != nil {
+		return err
+	}
 	return nil
 }
 
