@@ -90,7 +90,7 @@ Try:
   ls -lR $MNT
   cat $MNT/README.txt
   sha256sum $MNT/big/100MiB.bin      # $sha
-  cp -r /etc/default $MNT/            # once writes land
+  cp -r /etc/default $MNT/ && ls -l $MNT/default
 Logs: $STATE/cosmount.log
 Stop: scripts/demo.sh stop
 MSG
