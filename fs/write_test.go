@@ -461,3 +461,26 @@ func TestWriteBackDelayRsyncPatternCostsOneUpload(t *testing.T) {
 		t.Errorf("journal entries left after the upload: %d", len(ents))
 	}
 }
+
+func TestReadOnlyMountRefusesChanges(t *testing.T) {
+	r := newBucket(t)
+	r.put("f", []byte("x"), nil)
+	r.mount(cfs.Options{ReadOnly: true})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	for name, err := range map[string]error{
+		"create":   os.WriteFile(m("new"), []byte("y"), 0o644),
+		"open rw":  func() error { f, err := os.OpenFile(m("f"), os.O_RDWR, 0); f.Close(); return err }(),
+		"mkdir":    os.Mkdir(m("d"), 0o755),
+		"unlink":   os.Remove(m("f")),
+		"rename":   os.Rename(m("f"), m("g")),
+		"chmod":    os.Chmod(m("f"), 0o600),
+		"truncate": os.Truncate(m("f"), 0),
+	} {
+		if !errors.Is(err, syscall.EROFS) {
+			t.Errorf("%s on a read-only mount: %v, want EROFS", name, err)
+		}
+	}
+	if b, err := os.ReadFile(m("f")); err != nil || string(b) != "x" {
+		t.Errorf("read on a read-only mount: %q %v", b, err)
+	}
+}
