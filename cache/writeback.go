@@ -341,18 +341,9 @@ func (s *Store) Pressure() bool {
 
 // Remove deletes the file and gives its space back.
 func (w *WriteFile) Remove() {
-	w.mu.Lock()
-	if w.closed {
-		w.mu.Unlock()
-		return
+	if w.Close() {
+		os.Remove(w.f.Name())
 	}
-	w.closed = true
-	charged := w.charged
-	w.charged = 0
-	w.mu.Unlock()
-	w.f.Close()
-	os.Remove(w.f.Name())
-	w.s.release(charged)
 }
 
 func mapDiskErr(err error) error {
@@ -394,12 +385,13 @@ func (s *Store) Adopt(name string, present []Range) (*WriteFile, error) {
 	return w, nil
 }
 
-// Close lets go of the file but keeps it on disk (for a later mount).
-func (w *WriteFile) Close() {
+// Close lets go of the file but keeps it on disk (for a later mount); it
+// reports whether this call closed it.
+func (w *WriteFile) Close() bool {
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
-		return
+		return false
 	}
 	w.closed = true
 	charged := w.charged
@@ -407,4 +399,5 @@ func (w *WriteFile) Close() {
 	w.mu.Unlock()
 	w.f.Close()
 	w.s.release(charged)
+	return true
 }
