@@ -204,9 +204,7 @@ func TestCOSCRC64(t *testing.T) {
 	// Uploads: a wrong CRC64 from the server means the body was damaged on
 	// the way: sent again, and in the end an ErrChecksum.
 	wrongCRC := func(n int, match func(*http.Request) bool) {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		f.hook = func(w http.ResponseWriter, r *http.Request, body []byte) bool {
+		f.SetHook(func(w http.ResponseWriter, r *http.Request, body []byte) bool {
 			if n == 0 || !match(r) {
 				return false
 			}
@@ -214,7 +212,7 @@ func TestCOSCRC64(t *testing.T) {
 			w.Header().Set("ETag", `"`+md5hexOf(body)+`"`)
 			w.Header().Set(crcHeader, "12345")
 			return true
-		}
+		})
 	}
 	wrongCRC(2, isPut)
 	if _, err := c.Put(ctx, &PutInput{Key: "k", Body: bytes.NewReader(data), Size: int64(len(data))}); err != nil {
@@ -236,8 +234,7 @@ func TestCOSCRC64(t *testing.T) {
 	}
 	// A whole GET whose bytes do not match the CRC64: every byte is
 	// delivered, then ErrChecksum instead of EOF.
-	f.mu.Lock()
-	f.hook = func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+	f.SetHook(func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
 		if r.Method != "GET" {
 			return false
 		}
@@ -254,8 +251,7 @@ func TestCOSCRC64(t *testing.T) {
 		}
 		w.Write(bad)
 		return true
-	}
-	f.mu.Unlock()
+	})
 	out, err := c.Get(ctx, &GetInput{Key: "k", Length: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -276,8 +272,7 @@ func TestCOSCRC64(t *testing.T) {
 func TestDeleteManyKeyErrors(t *testing.T) {
 	f := newCOSFake(t)
 	c := f.client(t)
-	f.mu.Lock()
-	f.hook = func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+	f.SetHook(func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
 		if r.Method != "POST" {
 			return false
 		}
@@ -289,8 +284,7 @@ func TestDeleteManyKeyErrors(t *testing.T) {
 			{"gone", "NoSuchKey", "The specified key does not exist."},
 		}})
 		return true
-	}
-	f.mu.Unlock()
+	})
 	failed, err := c.DeleteMany(testCtx(t), []string{"a", "locked & key", "gone"})
 	if err != nil || len(failed) != 1 || failed[0] != (DeleteError{Key: "locked & key", Code: "AccessDenied", Message: "Access Denied"}) {
 		t.Errorf("%+v %v", failed, err)

@@ -73,8 +73,7 @@ func TestErrorBodies(t *testing.T) {
 		{500, `<?xml version="1.0"?><ListBucketResult></ListBucketResult>`, ErrServer, "", "", "application/xml"},
 		{400, "<Error><Code>InvalidArgument</Code><Message>" + strings.Repeat("x", 2000) + "</Message></Error>", ErrInvalidRequest, "InvalidArgument", strings.Repeat("x", maxMessage) + "...", ""},
 	} {
-		f.mu.Lock()
-		f.hook = func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		f.SetHook(func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
 			w.Header().Set("x-cos-request-id", "hdr-id")
 			if tc.ctype != "" {
 				w.Header().Set("Content-Type", tc.ctype)
@@ -82,8 +81,7 @@ func TestErrorBodies(t *testing.T) {
 			w.WriteHeader(tc.status)
 			io.WriteString(w, tc.body)
 			return true
-		}
-		f.mu.Unlock()
+		})
 		_, err := c.Get(ctx, &GetInput{Key: "k", Length: -1})
 		var e *Error
 		if !errors.As(err, &e) {
@@ -95,12 +93,10 @@ func TestErrorBodies(t *testing.T) {
 		}
 	}
 	// A HEAD has no body: its status and headers say what they can.
-	f.mu.Lock()
-	f.hook = func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+	f.SetHook(func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
 		w.WriteHeader(http.StatusPreconditionFailed)
 		return true
-	}
-	f.mu.Unlock()
+	})
 	if _, err := c.Head(ctx, &HeadInput{Key: "k"}); !errors.Is(err, ErrPreconditionFailed) {
 		t.Errorf("head 412: %v", err)
 	}

@@ -1,4 +1,4 @@
-package transport
+package cosfake
 
 import (
 	"bytes"
@@ -13,34 +13,34 @@ import (
 	"time"
 )
 
-// The cosFake's multipart, listing and batch-delete calls; f.mu is held.
+// The fake's multipart, listing and batch-delete calls; f.mu is held.
 
-func (f *cosFake) initiate(w http.ResponseWriter, r *http.Request, key string) {
+func (f *Fake) initiate(w http.ResponseWriter, r *http.Request, key string) {
 	f.nextID++
 	id := "cfup" + strconv.Itoa(f.nextID)
-	f.uploads[id] = &cfUpload{key: key, ctype: r.Header.Get("Content-Type"), meta: metaOf(r.Header),
-		parts: map[int]*cfObject{}, initiated: time.Now()}
-	cfXML(w, struct {
+	f.uploads[id] = &upload{key: key, ctype: r.Header.Get("Content-Type"), meta: metaOf(r.Header),
+		parts: map[int]*object{}, initiated: time.Now()}
+	WriteXML(w, struct {
 		XMLName  xml.Name `xml:"InitiateMultipartUploadResult"`
 		Bucket   string
 		Key      string
 		UploadId string
-	}{Bucket: cosBucket, Key: key, UploadId: id})
+	}{Bucket: Bucket, Key: key, UploadId: id})
 }
 
-func (f *cosFake) multipart(w http.ResponseWriter, r *http.Request, key string, body []byte) {
+func (f *Fake) multipart(w http.ResponseWriter, r *http.Request, key string, body []byte) {
 	q := r.URL.Query()
 	id := q.Get("uploadId")
 	up := f.uploads[id]
 	if up == nil || up.key != key {
-		cfError(w, r, 404, "NoSuchUpload", "The specified upload does not exist.")
+		writeError(w, r, 404, "NoSuchUpload", "The specified upload does not exist.")
 		return
 	}
 	switch r.Method {
 	case "PUT":
 		n, err := strconv.Atoi(q.Get("partNumber"))
 		if err != nil || n < 1 || n > 10000 {
-			cfError(w, r, 400, "InvalidArgument", "bad partNumber")
+			writeError(w, r, 400, "InvalidArgument", "bad partNumber")
 			return
 		}
 		if r.Header.Get("x-cos-copy-source") != "" {
@@ -48,15 +48,15 @@ func (f *cosFake) multipart(w http.ResponseWriter, r *http.Request, key string, 
 			if !ok {
 				return
 			}
-			lo, hi, _, ok := parseRange(strings.Replace(r.Header.Get("x-cos-copy-source-range"), "bytes=", "bytes=", 1), int64(len(src.data)))
+			lo, hi, _, ok := ParseRange(strings.Replace(r.Header.Get("x-cos-copy-source-range"), "bytes=", "bytes=", 1), int64(len(src.data)))
 			if !ok {
-				cfError(w, r, 400, "InvalidArgument", "bad x-cos-copy-source-range")
+				writeError(w, r, 400, "InvalidArgument", "bad x-cos-copy-source-range")
 				return
 			}
 			data := bytes.Clone(src.data[lo:hi])
-			p := &cfObject{data: data, etag: md5hexOf(data), mod: time.Now()}
+			p := &object{data: data, etag: md5hex(data), mod: time.Now()}
 			up.parts[n] = p
-			cfXML(w, struct {
+			WriteXML(w, struct {
 				XMLName      xml.Name `xml:"CopyPartResult"`
 				ETag         string
 				LastModified string
@@ -66,9 +66,9 @@ func (f *cosFake) multipart(w http.ResponseWriter, r *http.Request, key string, 
 		if !f.checkBody(w, r, body) {
 			return
 		}
-		up.parts[n] = &cfObject{data: body, etag: md5hexOf(body), mod: time.Now()}
-		w.Header().Set("ETag", `"`+md5hexOf(body)+`"`)
-		w.Header().Set(crcHeader, crcOf(body))
+		up.parts[n] = &object{data: body, etag: md5hex(body), mod: time.Now()}
+		w.Header().Set("ETag", `"`+md5hex(body)+`"`)
+		w.Header().Set(crcHeader, CRC64(body))
 	case "POST":
 		f.complete(w, r, id, up, body)
 	case "DELETE":
@@ -79,10 +79,10 @@ func (f *cosFake) multipart(w http.ResponseWriter, r *http.Request, key string, 
 	}
 }
 
-func (f *cosFake) complete(w http.ResponseWriter, r *http.Request, id string, up *cfUpload, body []byte) {
+func (f *Fake) complete(w http.ResponseWriter, r *http.Request, id string, up *upload, body []byte) {
 	var req completeRequest
 	if err := xml.Unmarshal(body, &req); err != nil || len(req.Parts) == 0 {
-		cfError(w, r, 400, "MalformedXML", "bad CompleteMultipartUpload")
+		writeError(w, r, 400, "MalformedXML", "bad CompleteMultipartUpload")
 		return
 	}
 	var data []byte
@@ -90,32 +90,32 @@ func (f *cosFake) complete(w http.ResponseWriter, r *http.Request, id string, up
 	for i, p := range req.Parts {
 		part := up.parts[p.PartNumber]
 		if part == nil || strings.Trim(p.ETag, `"`) != part.etag {
-			cfError(w, r, 400, "InvalidPart", "One or more of the specified parts could not be found.")
+			writeError(w, r, 400, "InvalidPart", "One or more of the specified parts could not be found.")
 			return
 		}
 		if i > 0 && p.PartNumber <= req.Parts[i-1].PartNumber {
-			cfError(w, r, 400, "InvalidPartOrder", "The list of parts was not in ascending order.")
+			writeError(w, r, 400, "InvalidPartOrder", "The list of parts was not in ascending order.")
 			return
 		}
 		data = append(data, part.data...)
 		b, _ := hex.DecodeString(part.etag)
 		h.Write(b)
 	}
-	o := &cfObject{data: data, etag: hex.EncodeToString(h.Sum(nil)) + "-" + strconv.Itoa(len(req.Parts)),
+	o := &object{data: data, etag: hex.EncodeToString(h.Sum(nil)) + "-" + strconv.Itoa(len(req.Parts)),
 		ctype: up.ctype, meta: up.meta, mod: time.Now()}
 	f.objects[up.key] = o
 	delete(f.uploads, id)
-	w.Header().Set(crcHeader, o.crc64())
-	cfXML(w, struct {
+	w.Header().Set(crcHeader, f.crc64(o))
+	WriteXML(w, struct {
 		XMLName  xml.Name `xml:"CompleteMultipartUploadResult"`
 		Location string
 		Bucket   string
 		Key      string
 		ETag     string
-	}{Location: cosHost + "/" + up.key, Bucket: cosBucket, Key: up.key, ETag: `"` + o.etag + `"`})
+	}{Location: Host + "/" + up.key, Bucket: Bucket, Key: up.key, ETag: `"` + o.etag + `"`})
 }
 
-func (f *cosFake) listParts(w http.ResponseWriter, r *http.Request, up *cfUpload) {
+func (f *Fake) listParts(w http.ResponseWriter, r *http.Request, up *upload) {
 	q := r.URL.Query()
 	marker, _ := strconv.Atoi(q.Get("part-number-marker"))
 	max, _ := strconv.Atoi(q.Get("max-parts"))
@@ -150,10 +150,10 @@ func (f *cosFake) listParts(w http.ResponseWriter, r *http.Request, up *cfUpload
 		res.Parts = append(res.Parts, part{n, p.mod.UTC().Format(time.RFC3339), `"` + p.etag + `"`, len(p.data)})
 		res.NextPartNumberMarker = n
 	}
-	cfXML(w, res)
+	WriteXML(w, res)
 }
 
-func (f *cosFake) listUploads(w http.ResponseWriter, r *http.Request) {
+func (f *Fake) listUploads(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	enc := q.Get("encoding-type") == "url"
 	prefix, keyMarker, idMarker := q.Get("prefix"), q.Get("key-marker"), q.Get("upload-id-marker")
@@ -171,7 +171,7 @@ func (f *cosFake) listUploads(w http.ResponseWriter, r *http.Request) {
 		a, b := f.uploads[ids[i]], f.uploads[ids[j]]
 		return a.key < b.key || a.key == b.key && ids[i] < ids[j]
 	})
-	type upload struct {
+	type item struct {
 		Key       string
 		UploadId  string
 		Initiated string
@@ -182,7 +182,7 @@ func (f *cosFake) listUploads(w http.ResponseWriter, r *http.Request) {
 		IsTruncated        bool
 		NextKeyMarker      string
 		NextUploadIdMarker string
-		Uploads            []upload `xml:"Upload"`
+		Uploads            []item `xml:"Upload"`
 	}{}
 	if enc {
 		res.EncodingType = "url"
@@ -193,10 +193,10 @@ func (f *cosFake) listUploads(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		up := f.uploads[id]
-		res.Uploads = append(res.Uploads, upload{encodeIf(enc, up.key), id, up.initiated.UTC().Format(time.RFC3339)})
+		res.Uploads = append(res.Uploads, item{encodeIf(enc, up.key), id, up.initiated.UTC().Format(time.RFC3339)})
 		res.NextKeyMarker, res.NextUploadIdMarker = encodeIf(enc, up.key), id
 	}
-	cfXML(w, res)
+	WriteXML(w, res)
 }
 
 func encodeIf(on bool, s string) string {
@@ -206,15 +206,15 @@ func encodeIf(on bool, s string) string {
 	return s
 }
 
-func (f *cosFake) deleteMany(w http.ResponseWriter, r *http.Request, body []byte) {
+func (f *Fake) deleteMany(w http.ResponseWriter, r *http.Request, body []byte) {
 	if r.Header.Get("Content-MD5") != md5Base64(body) {
 		f.t.Errorf("delete many without a right Content-MD5")
-		cfError(w, r, 400, "InvalidDigest", "Content-MD5 required")
+		writeError(w, r, 400, "InvalidDigest", "Content-MD5 required")
 		return
 	}
 	var req deleteRequest
 	if err := xml.Unmarshal(body, &req); err != nil || len(req.Objects) > 1000 {
-		cfError(w, r, 400, "MalformedXML", "bad Delete")
+		writeError(w, r, 400, "MalformedXML", "bad Delete")
 		return
 	}
 	type deleted struct{ Key string }
@@ -228,12 +228,12 @@ func (f *cosFake) deleteMany(w http.ResponseWriter, r *http.Request, body []byte
 			res.Deleted = append(res.Deleted, deleted{o.Key})
 		}
 	}
-	cfXML(w, res)
+	WriteXML(w, res)
 }
 
 // list is ListObjects V1. Like S3, it gives NextMarker only when a
 // delimiter was asked for, so both ways of continuing get exercised.
-func (f *cosFake) list(w http.ResponseWriter, r *http.Request) {
+func (f *Fake) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if q.Has("list-type") {
 		f.t.Errorf("COS is listed with V1, not %s", r.RequestURI)
@@ -243,6 +243,9 @@ func (f *cosFake) list(w http.ResponseWriter, r *http.Request) {
 	max := 1000
 	if v := q.Get("max-keys"); v != "" {
 		max, _ = strconv.Atoi(v)
+	}
+	if f.maxKeys > 0 {
+		max = min(max, f.maxKeys)
 	}
 	keys := make([]string, 0, len(f.objects))
 	for k := range f.objects {
@@ -270,7 +273,7 @@ func (f *cosFake) list(w http.ResponseWriter, r *http.Request) {
 		NextMarker     string `xml:",omitempty"`
 		Contents       []content
 		CommonPrefixes []cp
-	}{Name: cosBucket, Prefix: encodeIf(enc, prefix), Marker: encodeIf(enc, marker), MaxKeys: max}
+	}{Name: Bucket, Prefix: encodeIf(enc, prefix), Marker: encodeIf(enc, marker), MaxKeys: max}
 	if enc {
 		res.EncodingType = "url"
 	}
@@ -302,5 +305,23 @@ func (f *cosFake) list(w http.ResponseWriter, r *http.Request) {
 	if res.IsTruncated && delim != "" {
 		res.NextMarker = encodeIf(enc, last)
 	}
-	cfXML(w, res)
+	WriteXML(w, res)
+}
+
+// The documents clients send.
+
+type deleteRequest struct {
+	XMLName xml.Name `xml:"Delete"`
+	Quiet   bool     `xml:"Quiet"`
+	Objects []struct {
+		Key string `xml:"Key"`
+	} `xml:"Object"`
+}
+
+type completeRequest struct {
+	XMLName xml.Name `xml:"CompleteMultipartUpload"`
+	Parts   []struct {
+		PartNumber int    `xml:"PartNumber"`
+		ETag       string `xml:"ETag"`
+	} `xml:"Part"`
 }
