@@ -6,6 +6,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 
 	"cosmount/auth"
 	cfs "cosmount/fs"
+	"cosmount/internal/cosfake"
 	"cosmount/internal/testrig"
 	"cosmount/transport"
 )
@@ -92,6 +94,30 @@ func newBucket(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	return &rig{t: t, bucketName: bucket, client: c, counter: &countingBucket{Bucket: c}}
+}
+
+// newCOSFakeBucket is a rig over the in-process COS bucket (internal/cosfake)
+// with a cos-flavour client, for keys the test server cannot store: seed
+// them with the fake's Put.
+func newCOSFakeBucket(t *testing.T) (*rig, *cosfake.Fake) {
+	t.Helper()
+	f := cosfake.New(t, cosfake.DefaultCredentials())
+	tr := transport.DefaultTransport()
+	tr.Proxy = nil
+	tr.DialContext = f.Dial
+	t.Cleanup(tr.CloseIdleConnections)
+	c, err := transport.New(transport.Config{
+		Flavor:      transport.FlavorCOS,
+		Bucket:      cosfake.Bucket,
+		Region:      cosfake.Region,
+		Protocol:    "http",
+		Credentials: auth.NewStatic(f.Credentials()),
+		HTTPClient:  &http.Client{Transport: tr},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{t: t, bucketName: cosfake.Bucket, client: c, counter: &countingBucket{Bucket: c}}, f
 }
 
 // mount mounts the bucket with opt and unmounts it when the test ends.
