@@ -37,7 +37,7 @@ func readDirNames(t *testing.T, dir string) []string {
 }
 
 // Keys the test server cannot store ("a" beside "a/b", "a//b", "a/./b",
-// components over 255 bytes) are covered over the in-memory bucket.
+// components over 255 bytes) are covered over the COS fake (oddkeys_test.go).
 func TestListingNestedMarkersAndOddNames(t *testing.T) {
 	r := newBucket(t)
 	keys := []string{
