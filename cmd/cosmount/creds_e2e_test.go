@@ -52,7 +52,8 @@ const (
 )
 
 // credSource makes the flags for the mount and the SourceConfig for the
-// test's own client: both get keys from the issuer, under their own path.
+// test's own client: both get keys from the issuer, under their own path
+// (/sts/ answers in Tencent STS's shape, /process/ in the SDK callback's).
 func credSource(t *testing.T, process bool, base, bearerFile string) (flags []string, client auth.SourceConfig) {
 	if !process {
 		return []string{"--sts-url", base + "/sts/mount", "--sts-header", "Authorization=@" + bearerFile},
@@ -67,8 +68,12 @@ func credSource(t *testing.T, process bool, base, bearerFile string) (flags []st
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("no curl for the credential script")
 	}
+	// The test's own client fetches the same shape over HTTP rather than
+	// through the script: this process holds files on the mount open while
+	// it forks, and a child's close-on-exec of such a file waits for the
+	// mount's FLUSH, keeping the script's stdout pipe open for seconds.
 	return []string{"--credential-process", script + " " + bearerFile + " " + base + "/process/mount"},
-		auth.SourceConfig{CredentialProcess: script + " " + bearerFile + " " + base + "/process/client"}
+		auth.SourceConfig{STSURL: base + "/process/client", STSHeaderFiles: map[string]string{"Authorization": bearerFile}}
 }
 
 func newS3Client(t *testing.T, endpoint, bucket string, p auth.Provider) *transport.Client {
@@ -210,6 +215,29 @@ func runCredsE2E(t *testing.T, cfg e2eConfig) {
 			tl.ok("multipart upload", 1)
 		}
 	}()
+	// Once, keys are revoked while still valid, so that requests in flight
+	// are refused, and must be retried with fresh keys, not fail.
+	mountPath, clientPath := "/sts/mount", "/sts/client"
+	if cfg.process {
+		mountPath, clientPath = "/process/mount", "/process/client"
+	}
+	var revoked *account
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-lctx.Done():
+			return
+		case <-time.After(cfg.window / 4):
+		}
+		a, err := is.revokeFresh(lctx, mountPath, clientPath)
+		if err != nil {
+			tl.fail("revoke keys", err)
+			return
+		}
+		revoked = a
+		tl.ok("revoke keys", 1)
+	}()
 	if writable(t, m.mnt) {
 		writeLoad(lctx, t, &wg, tl, m.mnt, client, work)
 	}
@@ -224,13 +252,16 @@ func runCredsE2E(t *testing.T, cfg e2eConfig) {
 		}
 	}
 	if err := m.stop(t); err != nil {
-		t.Errorf("cosmount exit: %v: %s", err, m.stderr.String())
+		t.Errorf("cosmount exit: %v: %s", err, lastLines(m.stderr.String(), 5))
+	}
+	if se := m.stderr.String(); strings.Contains(se, "DATA RACE") {
+		t.Errorf("the race detector fired in the mount:\n%s", se[max(strings.Index(se, "WARNING: DATA RACE"), 0):])
 	}
 	is.close()
 
-	issued, deleted, handed, issErrs := is.stats(map[bool]string{false: "/sts/mount", true: "/process/mount"}[cfg.process])
+	issued, deleted, handed, issErrs := is.stats(mountPath)
 	keys, sent, refused := rec.counts()
-	log := m.log() + m.stderr.String() // refreshes go to stderr until main.go calls setLogger
+	log := m.log() + m.stderr.String() // go-fuse and the race detector write to stderr
 	t.Logf("load %s: %s", loadTook.Round(time.Millisecond), tl)
 	t.Logf("accounts: %d issued, %d deleted at expiry; the mount was handed %d and signed %d requests with %d keys, %d refused and retried; the client was refused %d times",
 		issued, len(deleted), handed, sent, keys, refused, cp.refusals())
@@ -248,6 +279,10 @@ func runCredsE2E(t *testing.T, cfg e2eConfig) {
 	wantRot := int(cfg.window/rotateEvery) / 2
 	if issued < 4 || handed < 4 || keys < 4 || handed < wantRot {
 		t.Errorf("too few rotations: %d accounts issued, %d handed to the mount, %d keys signed with; want ≥ 4 and ≥ %d", issued, handed, keys, wantRot)
+	}
+	if revoked != nil && (rec.refusedKey(revoked.cred.SecretID) == 0 || cp.refusals() == 0) {
+		t.Errorf("keys revoked at %s: the mount was refused %d times with them, the client %d times; want both ≥ 1",
+			revoked.deleted.Format("15:04:05.000"), rec.refusedKey(revoked.cred.SecretID), cp.refusals())
 	}
 	if len(deleted) < 3 {
 		t.Errorf("only %d accounts expired and were deleted", len(deleted))
@@ -384,6 +419,12 @@ func checkRanges(path string, size int64) error {
 		}
 	}
 	return nil
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(l[max(len(l)-n, 0):], "\n")
 }
 
 // levelLines returns the log lines of one slog level.

@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -101,6 +102,50 @@ func (is *issuer) issue(ctx context.Context, path string) (*account, error) {
 	}
 	is.handed[path][is.cur.cred.SecretID] = true
 	return is.cur, nil
+}
+
+// revokeCurrent deletes the current account before its expiry, as an
+// administrator revoking keys would, and returns it; the next fetch gets a
+// new one.
+func (is *issuer) revokeCurrent(ctx context.Context) (*account, error) {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	return is.revokeLocked(ctx)
+}
+
+func (is *issuer) revokeLocked(ctx context.Context) (*account, error) {
+	a := is.cur
+	if a == nil {
+		return nil, errors.New("no account issued yet")
+	}
+	if err := is.iam.DeleteUser(ctx, a.cred.SecretID); err != nil {
+		return nil, err
+	}
+	a.deleted, is.cur = time.Now(), nil
+	return a, nil
+}
+
+// revokeFresh waits until the current account is 1 to 3 s old and was
+// handed out at every one of paths, then revokes it: every holder is then
+// refused by the server at least once before its own refresh (≥ 7 s after
+// the account's start) could replace the keys.
+func (is *issuer) revokeFresh(ctx context.Context, paths ...string) (*account, error) {
+	for ctx.Err() == nil {
+		is.mu.Lock()
+		if a := is.cur; a != nil {
+			ready := true
+			for _, p := range paths {
+				ready = ready && is.handed[p][a.cred.SecretID]
+			}
+			if age := time.Since(a.start); ready && age >= time.Second && age <= 3*time.Second {
+				defer is.mu.Unlock()
+				return is.revokeLocked(ctx)
+			}
+		}
+		is.mu.Unlock()
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil, ctx.Err()
 }
 
 // reap deletes every account whose expiry has passed.
@@ -260,6 +305,13 @@ func startRecorder(t *testing.T, target string) *recorder {
 	t.Cleanup(srv.Close)
 	rec.URL = srv.URL
 	return rec
+}
+
+// refusedKey returns how many requests signed with key were refused.
+func (rec *recorder) refusedKey(key string) int {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return rec.refused[key]
 }
 
 // accessKeyOf takes the access key out of a SigV4 Authorization header.
