@@ -90,7 +90,9 @@ func TestOverwriteAppendTruncate(t *testing.T) {
 	p := filepath.Join(r.mnt, "obj")
 	want := append([]byte(nil), orig...)
 
-	// A write in the middle of an existing object.
+	// A write in the middle of an existing object: the untouched parts are
+	// copied by the server, only the touched part is read and sent again.
+	before := r.client.Stats()
 	f, err := os.OpenFile(p, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -103,8 +105,14 @@ func TestOverwriteAppendTruncate(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
+	after := r.client.Stats()
 	if got, _ := r.object("obj"); sha256.Sum256(got) != sha256.Sum256(want) {
 		t.Fatalf("after a write in the middle: object differs (%d bytes)", len(got))
+	}
+	copies, parts, gets := after["UploadPartCopy"]-before["UploadPartCopy"], after["UploadPart"]-before["UploadPart"], after["GET"]-before["GET"]
+	t.Logf("UploadPartCopy %d, UploadPart %d, GET %d", copies, parts, gets)
+	if copies != 5 || parts != 1 || gets > 8 {
+		t.Errorf("a 21-byte write into a 40 MiB object: %d part copies, %d parts sent, %d GETs; want 5 copies (6 parts of 8 MiB, the last 5 bytes), 1 part, at most the 8 blocks of that part", copies, parts, gets)
 	}
 
 	// Append.
