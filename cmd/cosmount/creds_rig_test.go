@@ -374,7 +374,8 @@ func startMount(t *testing.T, bin, bucket string, args ...string) *mountProc {
 	if err := os.Mkdir(m.mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	all := append([]string{"--foreground", "--log-level", "debug", "--log-file", m.logFile}, args...)
+	all := append([]string{"--foreground", "--log-level", "debug", "--log-file", m.logFile,
+		"--cache-dir", filepath.Join(dir, "cache")}, args...)
 	m.cmd = exec.Command(bin, append(all, bucket, m.mnt)...)
 	m.cmd.Env = credEnv()
 	m.cmd.Stderr = m.stderr
