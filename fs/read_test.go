@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	cfs "cosmount/fs"
 )
@@ -191,11 +194,18 @@ func TestLargeFileReadTwiceSecondFromCache(t *testing.T) {
 	r.putLarge("big", size)
 	r.mount(cfs.Options{ReadCacheSize: 64 << 20})
 	p := filepath.Join(r.mnt, "big")
+	var evicted int64
 	for pass := 1; pass <= 2; pass++ {
 		r.counter.reset()
 		f, err := os.Open(p)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if pass == 2 {
+			// The kernel may have evicted some of the pages under memory
+			// pressure; those blocks are rightly read again. Nothing else
+			// may be.
+			evicted = evictedBlocks(t, f, size, 1<<20)
 		}
 		checkPattern(t, f, size)
 		f.Close()
@@ -204,10 +214,43 @@ func TestLargeFileReadTwiceSecondFromCache(t *testing.T) {
 		if pass == 1 && gets < size/(1<<20) {
 			t.Errorf("first read sent %d GETs for %d blocks", gets, size/(1<<20))
 		}
-		if pass == 2 && gets != 0 {
-			t.Errorf("second read of an unchanged object sent %d GETs; want it served from the page cache", gets)
+		if pass == 2 {
+			t.Logf("%d blocks were no longer in the page cache", evicted)
+			if gets > evicted {
+				t.Errorf("second read of an unchanged object sent %d GETs for %d evicted blocks; want the rest served from the page cache", gets, evicted)
+			}
+			if evicted > size/(1<<20)/2 {
+				t.Errorf("%d of %d blocks left the page cache between two reads: the page cache was dropped", evicted, size/(1<<20))
+			}
 		}
 	}
+}
+
+// evictedBlocks counts the blockSize blocks of f that are not wholly in the
+// page cache (mincore over a read-only mapping).
+func evictedBlocks(t *testing.T, f *os.File, size, blockSize int64) int64 {
+	t.Helper()
+	m, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatalf("mmap: %v", err)
+	}
+	defer unix.Munmap(m)
+	page := int64(os.Getpagesize())
+	vec := make([]byte, (size+page-1)/page)
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		t.Fatalf("mincore: %v", errno)
+	}
+	var n int64
+	per := blockSize / page
+	for b := int64(0); b*per < int64(len(vec)); b++ {
+		for i := b * per; i < min((b+1)*per, int64(len(vec))); i++ {
+			if vec[i]&1 == 0 {
+				n++
+				break
+			}
+		}
+	}
+	return n
 }
 
 func TestObjectChangedBehindTheMountSeenAfterTTL(t *testing.T) {
