@@ -3,6 +3,9 @@ package fs
 import (
 	"context"
 	"io"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -166,7 +169,11 @@ func (n *File) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	} else {
 		fuseFlags |= fuse.FOPEN_KEEP_CACHE
 	}
-	return &handle{fsys: n.fsys, node: n, key: n.key(), etag: m.etag, size: m.size, writable: writable}, fuseFlags, 0
+	h := &handle{fsys: n.fsys, node: n, key: n.key(), etag: m.etag, size: m.size, writable: writable}
+	if writable {
+		h.opener = callerTgid(ctx)
+	}
+	return h, fuseFlags, 0
 }
 
 // Readlink implements NodeReadlinker: a symlink's target is its body.
@@ -235,6 +242,9 @@ type handle struct {
 	etag     string
 	size     int64
 	writable bool
+	// opener is the process (thread group) that opened the handle for
+	// writing: only its close uploads (see Flush).
+	opener int
 
 	mu      sync.Mutex
 	nextOff int64 // where a sequential reader reads next
@@ -312,9 +322,16 @@ func (h *handle) readLocal(ctx context.Context, ws *writeState, size int64, dest
 }
 
 // Flush implements FileFlusher: close uploads a changed file and reports
-// the upload's error.
+// the upload's error. Only a close by the process that opened the file
+// does: another process closing its inherited copy (a child started while
+// the file was open for writing, which closes it at exec) must not upload
+// a half-written file under its final name. Whatever is still not uploaded
+// when the last handle goes is uploaded then (see release).
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
 	if !h.writable {
+		return 0
+	}
+	if t := callerTgid(ctx); h.opener != 0 && t != 0 && t != h.opener {
 		return 0
 	}
 	return h.node.flush(ctx)
@@ -354,12 +371,18 @@ func (n *File) release() {
 		if n.ws.journalID != "" {
 			return // the delayed upload takes it from here
 		}
+		if n.ws.lastErr == nil {
+			// Closed only by processes that did not open it: upload now,
+			// in the background.
+			go n.uploadAfterRelease()
+			return
+		}
 		n.fsys.log.Warn("file not uploaded; its data stays in the cache until the next successful close",
 			"key", n.key(), "cache_file", n.ws.wf.Name(), "err", n.ws.lastErr)
 		return
 	}
-	if n.ws.mw != nil {
-		go n.ws.mw.Abort(context.Background())
+	if n.ws.st.mw != nil {
+		go n.ws.st.mw.Abort(context.Background())
 	}
 	n.ws.wf.Remove()
 	n.ws = nil
@@ -490,4 +513,37 @@ func (n *File) setMetaRemote(ctx context.Context, key string, m objMeta) syscall
 	n.mu.Unlock()
 	f.stats.put(key, m, true, f.opt.StatTTL)
 	return 0
+}
+
+// uploadAfterRelease uploads a file whose last handle went without a close
+// by its opener; failures are logged and the data stays in the cache.
+func (n *File) uploadAfterRelease() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	if errno := n.flush(ctx); errno != 0 {
+		n.fsys.log.Warn("file not uploaded; its data stays in the cache until the next successful close", "key", n.key(), "errno", errno.Error())
+		return
+	}
+	n.dropClean()
+}
+
+// callerTgid is the thread group (process) id of the FUSE request's caller,
+// 0 when unknown.
+func callerTgid(ctx context.Context) int {
+	c, ok := fuse.FromContext(ctx)
+	if !ok || c.Pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(int(c.Pid)) + "/status")
+	if err != nil {
+		return int(c.Pid)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			if t, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+				return t
+			}
+		}
+	}
+	return int(c.Pid)
 }

@@ -300,7 +300,7 @@ func (wb *writeBack) replay(ctx context.Context, e *journalEntry) error {
 			meta[k] = v
 		}
 		meta[metaJournalID] = e.ID
-		if _, err := f.upload(ctx, e.Key, ws, e.Size, meta); err != nil {
+		if _, err := f.upload(ctx, e.Key, ws, stream{}, e.Size, meta); err != nil {
 			wf.Close()
 			return err
 		}

@@ -66,7 +66,7 @@ func (d *Dir) Create(ctx context.Context, name string, flags uint32, mode uint32
 	f.fillAttr(m, &out.Attr)
 	out.SetEntryTimeout(f.opt.StatTTL)
 	out.SetAttrTimeout(f.opt.StatTTL)
-	return ch, &handle{fsys: f, node: node, key: key, writable: true}, fuse.FOPEN_KEEP_CACHE, 0
+	return ch, &handle{fsys: f, node: node, key: key, writable: true, opener: callerTgid(ctx)}, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // Mkdir implements NodeMkdirer: a "name/" marker object.
@@ -311,10 +311,11 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbed
 		n.mu.Lock()
 		ws := n.ws
 		local := ws != nil && !ws.uploaded
-		if local && ws.mw != nil {
+		if local && ws.st.mw != nil {
 			// The streamed upload was for the old name.
-			go ws.mw.Abort(context.Background())
-			ws.mw, ws.streamOK = nil, false
+			go ws._detachStream().mw.Abort(context.Background())
+		} else if local {
+			ws.st.ok = false
 		}
 		dirty := ws != nil && ws.dirty
 		n.mu.Unlock()

@@ -30,22 +30,36 @@ type writeState struct {
 	unlinked bool
 	lastErr  error
 
-	// Streaming: parts 1..nextPart-1 (bytes [0, nextOff)) have been handed
-	// to mw while the file was written sequentially from offset 0.
-	mw        *transport.MultipartWriter
-	streamOK  bool
-	seqEnd    int64
-	nextPart  int
-	nextOff   int64
-	partEnds  []int64 // end offset of each streamed part
-	redoParts map[int]bool
-	// streamMeta went with the streamed upload's Initiate (no mtime).
-	streamMeta map[string]string
+	// st is the streaming upload of a file written sequentially from 0.
+	st stream
 	// mtimeSet: mtime was set explicitly (utimens) since the last write.
 	mtimeSet bool
 	// journalID names the journal entry of a closed file waiting for its
 	// delayed upload ("" when none).
 	journalID string
+}
+
+// stream is the multipart upload of a file's completed parts, started
+// while the file is written sequentially from offset 0: parts
+// 1..nextPart-1 (bytes [0, nextOff)) have been handed to mw.
+type stream struct {
+	mw       *transport.MultipartWriter
+	ok       bool
+	seqEnd   int64
+	nextPart int
+	nextOff  int64
+	partEnds []int64 // end offset of each streamed part
+	redo     map[int]bool
+	// meta went with the upload's Initiate (no mtime).
+	meta map[string]string
+}
+
+// _detachStream hands the streaming upload to a flush: later writes no
+// longer touch it. Called with the file's lock held.
+func (ws *writeState) _detachStream() stream {
+	st := ws.st
+	ws.st = stream{nextPart: 1}
+	return st
 }
 
 // newWriteState starts a local copy of size bytes on top of base.
@@ -54,7 +68,7 @@ func (f *FS) newWriteState(base objMeta, size int64) (*writeState, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &writeState{wf: wf, base: base, size: size, streamOK: base.etag == "" && size == 0, nextPart: 1}, nil
+	return &writeState{wf: wf, base: base, size: size, st: stream{ok: base.etag == "" && size == 0, nextPart: 1}}, nil
 }
 
 // startWrite makes sure n has a local copy; trunc starts it empty.
@@ -95,7 +109,7 @@ func (n *File) _truncate(size int64) error {
 	ws.size = size
 	ws.dirty = true
 	ws.gen++
-	ws.streamOK = false
+	ws.st.ok = false
 	n.meta.mtime = time.Now()
 	return nil
 }
@@ -127,7 +141,7 @@ func (h *handle) write(ctx context.Context, data []byte, off int64) (uint32, sys
 	n.meta.mtime = time.Now()
 	ws.mtimeSet = false
 	var parts []streamPart
-	if ws.streamOK {
+	if ws.st.ok {
 		parts = n._streamTrack(off, end)
 	}
 	n.mu.Unlock()
@@ -150,39 +164,39 @@ type streamPart struct {
 func (n *File) _streamTrack(off, end int64) []streamPart {
 	ws := n.ws
 	switch {
-	case off == ws.seqEnd:
-		ws.seqEnd = end
-	case end <= ws.seqEnd:
+	case off == ws.st.seqEnd:
+		ws.st.seqEnd = end
+	case end <= ws.st.seqEnd:
 		// A rewrite of bytes written before: parts already handed over
 		// are sent again at close.
-		for i, pe := range ws.partEnds {
+		for i, pe := range ws.st.partEnds {
 			start := int64(0)
 			if i > 0 {
-				start = ws.partEnds[i-1]
+				start = ws.st.partEnds[i-1]
 			}
 			if off < pe && end > start {
-				if ws.redoParts == nil {
-					ws.redoParts = map[int]bool{}
+				if ws.st.redo == nil {
+					ws.st.redo = map[int]bool{}
 				}
-				ws.redoParts[i+1] = true
+				ws.st.redo[i+1] = true
 			}
 		}
 		return nil
 	default:
-		ws.streamOK = false
+		ws.st.ok = false
 		return nil
 	}
 	var parts []streamPart
 	chunk := n.fsys.opt.ChunkSize
 	for {
-		ps := transport.GrowingPartSize(chunk, ws.nextPart)
-		if ws.seqEnd-ws.nextOff < ps {
+		ps := transport.GrowingPartSize(chunk, ws.st.nextPart)
+		if ws.st.seqEnd-ws.st.nextOff < ps {
 			break
 		}
-		parts = append(parts, streamPart{ws.nextPart, ws.nextOff, ps})
-		ws.nextOff += ps
-		ws.partEnds = append(ws.partEnds, ws.nextOff)
-		ws.nextPart++
+		parts = append(parts, streamPart{ws.st.nextPart, ws.st.nextOff, ps})
+		ws.st.nextOff += ps
+		ws.st.partEnds = append(ws.st.partEnds, ws.st.nextOff)
+		ws.st.nextPart++
 	}
 	return parts
 }
@@ -195,7 +209,7 @@ func (n *File) streamParts(ctx context.Context, parts []streamPart) syscall.Errn
 	f := n.fsys
 	n.mu.Lock()
 	ws := n.ws
-	mw := ws.mw
+	mw := ws.st.mw
 	n.mu.Unlock()
 	key := n.key()
 	if mw == nil {
@@ -209,14 +223,20 @@ func (n *File) streamParts(ctx context.Context, parts []streamPart) syscall.Errn
 		if err != nil {
 			// Not fatal: the whole file goes up at close instead.
 			n.mu.Lock()
-			ws.streamOK = false
+			ws.st.ok = false
 			n.mu.Unlock()
 			f.log.Debug("starting a streaming upload failed; uploading at close", "key", key, "err", err)
 			return 0
 		}
 		n.mu.Lock()
-		ws.mw = mw
-		ws.streamMeta = meta
+		if ws.st.mw != nil || !ws.st.ok {
+			// Another write started one first, or a flush took the stream.
+			n.mu.Unlock()
+			go mw.Abort(context.Background())
+			return 0
+		}
+		ws.st.mw = mw
+		ws.st.meta = meta
 		n.mu.Unlock()
 	}
 	for _, p := range parts {
@@ -230,7 +250,7 @@ func (n *File) streamParts(ctx context.Context, parts []streamPart) syscall.Errn
 		}
 		if err := mw.AddPartNotify(ctx, p.num, ws.wf, p.off, p.len, done); err != nil {
 			n.mu.Lock()
-			ws.streamOK = false
+			ws.st.ok = false
 			n.mu.Unlock()
 			f.log.Debug("streamed part failed; uploading at close", "key", key, "err", err)
 			return 0
@@ -264,8 +284,9 @@ func (n *File) flushNow(ctx context.Context) syscall.Errno {
 		return 0
 	}
 	gen, size := ws.gen, ws.size
+	st := ws._detachStream()
 	meta := n.fsys.uploadMeta(n.meta)
-	if !ws.mtimeSet && ws.mw != nil {
+	if !ws.mtimeSet && st.mw != nil {
 		// A streamed upload keeps the server's time of completion.
 		delete(meta, metaMtime)
 		delete(meta, metaMtimeN)
@@ -276,11 +297,9 @@ func (n *File) flushNow(ctx context.Context) syscall.Errno {
 	}
 	n.mu.Unlock()
 	key := n.key()
-	etag, err := n.fsys.upload(ctx, key, ws, size, meta)
+	etag, err := n.fsys.upload(ctx, key, ws, st, size, meta)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	ws.mw = nil
-	ws.streamOK = false
 	if err != nil {
 		ws.lastErr = err
 		return n.fsys.errno("upload", key, err)
@@ -336,16 +355,16 @@ func pad9(ns int) string {
 // the file was written sequentially, one PUT below SliceSize, else a
 // multipart upload whose untouched ranges are copied from the base object
 // by the server.
-func (f *FS) upload(ctx context.Context, key string, ws *writeState, size int64, meta map[string]string) (string, error) {
-	if ws.mw != nil {
-		if ws.streamOK && ws.seqEnd == size {
-			etag, err := f.finishStream(ctx, ws, size, meta)
+func (f *FS) upload(ctx context.Context, key string, ws *writeState, st stream, size int64, meta map[string]string) (string, error) {
+	if st.mw != nil {
+		if st.ok && st.seqEnd == size {
+			etag, err := f.finishStream(ctx, ws.wf, st, size, meta)
 			if err == nil {
 				return etag, nil
 			}
 			f.log.Debug("finishing the streamed upload failed; uploading again", "key", key, "err", err)
 		} else {
-			_ = ws.mw.Abort(ctx)
+			_ = st.mw.Abort(ctx)
 		}
 	}
 	if size <= f.opt.SliceSize {
@@ -393,23 +412,23 @@ func (f *FS) upload(ctx context.Context, key string, ws *writeState, size int64,
 // and completes it. The metadata goes with Complete's Initiate, which
 // happened before the file was closed: a metadata change since then is
 // applied by a self-copy afterwards.
-func (f *FS) finishStream(ctx context.Context, ws *writeState, size int64, meta map[string]string) (string, error) {
-	mw := ws.mw
-	num, off := ws.nextPart, ws.nextOff
+func (f *FS) finishStream(ctx context.Context, wf *cache.WriteFile, st stream, size int64, meta map[string]string) (string, error) {
+	mw := st.mw
+	num, off := st.nextPart, st.nextOff
 	for off < size {
 		ps := min(transport.GrowingPartSize(f.opt.ChunkSize, num), size-off)
-		if err := mw.AddPart(ctx, num, ws.wf, off, ps); err != nil {
+		if err := mw.AddPart(ctx, num, wf, off, ps); err != nil {
 			_ = mw.Abort(ctx)
 			return "", err
 		}
 		num, off = num+1, off+ps
 	}
-	for p := range ws.redoParts {
+	for p := range st.redo {
 		start := int64(0)
 		if p > 1 {
-			start = ws.partEnds[p-2]
+			start = st.partEnds[p-2]
 		}
-		if err := mw.AddPart(ctx, p, ws.wf, start, ws.partEnds[p-1]-start); err != nil {
+		if err := mw.AddPart(ctx, p, wf, start, st.partEnds[p-1]-start); err != nil {
 			_ = mw.Abort(ctx)
 			return "", err
 		}
@@ -419,7 +438,7 @@ func (f *FS) finishStream(ctx context.Context, ws *writeState, size int64, meta 
 	if err != nil {
 		return "", err
 	}
-	if sameMeta(ws.streamMeta, meta) {
+	if sameMeta(st.meta, meta) {
 		return out.ETag, nil
 	}
 	// Attributes changed after the upload began: set them now.

@@ -492,3 +492,28 @@ func TestReadOnlyMountRefusesChanges(t *testing.T) {
 		t.Errorf("read on a read-only mount: %q %v", b, err)
 	}
 }
+
+func TestChildClosingInheritedDescriptorDoesNotUpload(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{})
+	f, err := os.Create(filepath.Join(r.mnt, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("first half, "))
+	// The child's copy of the descriptor is closed at exec: a FLUSH from
+	// another process, which must not upload the half-written file.
+	if out, err := exec.Command("true").CombinedOutput(); err != nil {
+		t.Fatalf("true: %v %s", err, out)
+	}
+	if _, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "f"}); !errors.Is(err, transport.ErrNotFound) {
+		t.Fatalf("a child's close uploaded the half-written file: %v", err)
+	}
+	f.Write([]byte("second half"))
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.object("f"); string(got) != "first half, second half" {
+		t.Fatalf("object: %q", got)
+	}
+}
