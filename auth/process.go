@@ -67,6 +67,11 @@ func (p *Process) Retrieve(ctx context.Context) (Credentials, error) {
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 
 	runErr := cmd.Run()
+	if errors.Is(runErr, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() {
+		// The command exited 0 but something it started still holds its
+		// output open: what it printed is complete.
+		runErr = nil
+	}
 	switch {
 	case stdout.overflowed():
 		return Credentials{}, fmt.Errorf("%s: printed more than %d bytes on stdout; refused", name, limit)

@@ -114,11 +114,29 @@ func (r *Refresher) Retrieve(ctx context.Context) (Credentials, error) {
 	}
 	if r.done == nil {
 		if now.Before(r.retryAt) { // backing off after a failure
-			defer r.mu.Unlock()
 			if valid {
+				defer r.mu.Unlock()
 				return r.cur, nil
 			}
-			return Credentials{}, r.errLocked()
+			// The keys ran out during the backoff: rather than fail at
+			// once, wait for the next attempt when it is near.
+			wait := r.retryAt.Sub(now)
+			if wait > maxExpiredWait {
+				defer r.mu.Unlock()
+				return Credentials{}, r.errLocked()
+			}
+			r.mu.Unlock()
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return Credentials{}, ctx.Err()
+			}
+			r.mu.Lock()
+			r.retryAt = time.Time{}
+			r.mu.Unlock()
+			return r.Retrieve(ctx)
 		}
 		r.startLocked()
 	}
@@ -222,6 +240,10 @@ func (r *Refresher) recordLocked(c Credentials, err error, now time.Time) string
 	return fmt.Sprintf("credentials %s loaded, expire in %s, refreshed from %s before",
 		c, c.ExpiredTime.Sub(now).Round(time.Second), margin)
 }
+
+// maxExpiredWait is the longest a caller waits, when the keys have run out,
+// for a refresh attempt that a backoff put off.
+const maxExpiredWait = 3 * time.Second
 
 // backoffLocked is the wait before the next attempt after r.tries fruitless
 // refreshes: MinBackoff doubling up to MaxBackoff, and no more than half of

@@ -116,10 +116,13 @@ Mounts a Tencent Cloud COS bucket (name-appid), or with --endpoint any
 S3-compatible bucket, at MOUNTPOINT. Runs in the background once the mount
 is usable unless --foreground is given. Unmount with umount or fusermount3 -u.
 
-Credentials come from the environment: TENCENTCLOUD_SECRET_ID /
+Credentials: the first source given wins, in this order: --credential-process,
+--sts-url, --cam-role, --sts-file, --secret-id-file/--secret-key-file,
+--passwd-file; then the environment (TENCENTCLOUD_SECRET_ID /
 TENCENTCLOUD_SECRET_KEY / TENCENTCLOUD_SESSION_TOKEN, COSACCESSKEYID /
-COSSECRETACCESSKEY, or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
-AWS_SESSION_TOKEN.
+COSSECRETACCESSKEY, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+AWS_SESSION_TOKEN); then ~/.passwd-cosmount and /etc/passwd-cosmount.
+Flags name files, commands or URLs, never a secret.
 
 flags:
 `

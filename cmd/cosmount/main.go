@@ -98,9 +98,10 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
+	c.creds.setLogger(logger)
 	creds, desc, err := auth.NewProvider(ctx, c.creds.sourceConfig(c.bucket))
 	if err != nil {
-		return fmt.Errorf("credentials: %w", err)
+		return err // says "credentials: ..." already
 	}
 	logger.Info("credentials", "source", desc)
 
