@@ -194,33 +194,38 @@ func TestLargeFileReadTwiceSecondFromCache(t *testing.T) {
 	r.putLarge("big", size)
 	r.mount(cfs.Options{ReadCacheSize: 64 << 20})
 	p := filepath.Join(r.mnt, "big")
-	var evicted int64
+	blocks := int64(size / (1 << 20))
+	var evictedAfterPass1 int64
 	for pass := 1; pass <= 2; pass++ {
 		r.counter.reset()
 		f, err := os.Open(p)
 		if err != nil {
 			t.Fatal(err)
 		}
+		var evictedAtOpen int64
 		if pass == 2 {
-			// The kernel may have evicted some of the pages under memory
-			// pressure; those blocks are rightly read again. Nothing else
-			// may be.
-			evicted = evictedBlocks(t, f, size, 1<<20)
+			evictedAtOpen = evictedBlocks(t, f, size, 1<<20)
 		}
 		checkPattern(t, f, size)
+		if pass == 1 {
+			evictedAfterPass1 = evictedBlocks(t, f, size, 1<<20)
+		}
 		f.Close()
 		gets := r.counter.gets.Load()
 		t.Logf("pass %d: %d GETs", pass, gets)
-		if pass == 1 && gets < size/(1<<20) {
-			t.Errorf("first read sent %d GETs for %d blocks", gets, size/(1<<20))
+		if pass == 1 && gets < blocks {
+			t.Errorf("first read sent %d GETs for %d blocks", gets, blocks)
 		}
 		if pass == 2 {
-			t.Logf("%d blocks were no longer in the page cache", evicted)
-			if gets > evicted {
-				t.Errorf("second read of an unchanged object sent %d GETs for %d evicted blocks; want the rest served from the page cache", gets, evicted)
+			// Opening the unchanged object again must keep the page cache;
+			// the kernel itself may evict pages under memory pressure, and
+			// those blocks are rightly read again.
+			t.Logf("blocks not in the page cache: %d after the first read, %d at the second open", evictedAfterPass1, evictedAtOpen)
+			if evictedAtOpen > evictedAfterPass1+blocks/20 {
+				t.Errorf("the second open dropped the page cache: %d blocks missing, %d before it", evictedAtOpen, evictedAfterPass1)
 			}
-			if evicted > size/(1<<20)/2 {
-				t.Errorf("%d of %d blocks left the page cache between two reads: the page cache was dropped", evicted, size/(1<<20))
+			if gets > evictedAtOpen+blocks/20 {
+				t.Errorf("second read of an unchanged object sent %d GETs with %d blocks out of the page cache", gets, evictedAtOpen)
 			}
 		}
 	}
