@@ -218,8 +218,8 @@ make_archive() {
 		mkdir -p "$dir/$3"
 		for i in $(seq 1 "$1"); do head -c "$2" /dev/urandom >"$dir/$3/$i.bin"; done
 	}
-	mk 2 $((40 << 20 / s)) huge
-	mk 6 $((10 << 20 / s)) big
+	mk 2 $(((40 << 20) / s)) huge
+	mk 6 $(((10 << 20) / s)) big
 	mk $((40 / s + 1)) $((1 << 20)) medium
 	mk $((400 / s + 1)) $((64 << 10)) small
 	for d in $(seq 1 $((20 / s + 1))); do mk $((100 / s + 1)) 2048 "tiny/$d"; done
@@ -341,7 +341,9 @@ fio_read() { # OUTFILE FILE... : sequential read, one job per file
 	local out=$1 jobs=() i=0 f
 	shift
 	for f in "$@"; do jobs+=(--name="j$i" --filename="$f"); i=$((i + 1)); done
-	echo "fio --output-format=json --output=$out --readonly --rw=read --bs=1M --ioengine=psync ${jobs[*]}"
+	# --invalidate=0: fio would otherwise drop the page cache of the files
+	# first, and the warm run would not be warm.
+	echo "fio --output-format=json --output=$out --readonly --invalidate=0 --rw=read --bs=1M --ioengine=psync ${jobs[*]}"
 }
 
 fio_rand() { # OUTFILE FILE BS SIZE
