@@ -44,7 +44,8 @@ type BlockCache struct {
 	// fetchCtx bounds shared fetches: one waiter giving up must not cancel
 	// the fetch the others wait for.
 	fetchCtx context.Context
-	sem      chan struct{}
+	sem      chan struct{} // fetches in progress (taken by a flight's leader only)
+	pf       chan struct{} // prefetch goroutines
 
 	hits, misses, fetches atomic.Int64
 }
@@ -87,6 +88,7 @@ func NewBlockCache(fetch Fetcher, opt BlockCacheOptions) (*BlockCache, error) {
 		fetch:     fetch,
 		fetchCtx:  opt.Context,
 		sem:       make(chan struct{}, opt.MaxFetches),
+		pf:        make(chan struct{}, opt.MaxFetches),
 	}, nil
 }
 
@@ -131,15 +133,17 @@ func (c *BlockCache) Prefetch(k BlockKey, objSize int64) {
 		return
 	}
 	select {
-	case c.sem <- struct{}{}:
+	case c.pf <- struct{}{}:
 	default:
 		return
 	}
 	go func() {
-		defer func() { <-c.sem }()
-		// DoChan joins a fetch already running for the same block.
+		defer func() { <-c.pf }()
+		// DoChan joins a fetch already running for the same block; only
+		// the leader of a fetch takes a fetch slot, so a joiner never
+		// holds one while it waits.
 		<-c.flight.DoChan(k.flightKey(), func() (any, error) {
-			return c.loadLocked(k, objSize)
+			return c.load(k, objSize)
 		})
 	}()
 }

@@ -248,6 +248,11 @@ func (w *WriteFile) WriteAt(p []byte, off int64) (int, error) {
 	w.mu.Unlock()
 	n, err := w.f.WriteAt(p, off)
 	if err != nil {
+		// What did not land is not held: the object's bytes must still be
+		// fetched for it.
+		w.mu.Lock()
+		w.present = w.present.sub(Range{off + int64(n), r.Len - int64(n)})
+		w.mu.Unlock()
 		return n, mapDiskErr(err)
 	}
 	return n, nil
@@ -286,23 +291,29 @@ func (w *WriteFile) Missing(r Range) []Range {
 	return w.present.missing(r)
 }
 
-// Truncate changes the logical size; data past it is dropped, a grown tail
-// is present (zeros).
+// Truncate changes the logical size; data past it is dropped (and its
+// space given back), a grown tail is present (zeros).
 func (w *WriteFile) Truncate(oldSize, size int64) error {
 	if size > oldSize {
 		if err := w.charge(Range{oldSize, size - oldSize}); err != nil {
 			return err
 		}
 	}
+	w.mu.Lock()
 	if err := w.f.Truncate(size); err != nil {
+		w.mu.Unlock()
 		return mapDiskErr(err)
 	}
-	w.mu.Lock()
+	before := w.present.total()
 	w.present = w.present.cut(size)
+	w.discarded = w.discarded.cut(size)
+	freed := before - w.present.total()
 	if size > oldSize {
 		w.present = w.present.add(Range{oldSize, size - oldSize})
 	}
+	w.charged -= freed
 	w.mu.Unlock()
+	w.s.release(freed)
 	return nil
 }
 
@@ -310,6 +321,10 @@ func (w *WriteFile) Truncate(oldSize, size int64) error {
 // uploaded part). Reading or writing r afterwards is refused.
 func (w *WriteFile) Discard(r Range) {
 	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return
+	}
 	held := r.Len
 	for _, m := range w.present.missing(r) {
 		held -= m.Len

@@ -108,13 +108,10 @@ func (n *File) refresh(ctx context.Context) (objMeta, syscall.Errno) {
 // Getattr implements NodeGetattrer.
 func (n *File) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	var m objMeta
-	if h, ok := fh.(*handle); ok && !h.writable {
+	if h, ok := fh.(*handle); ok && !h.writable && !n.writing() {
 		// An open file keeps the version it opened.
-		m, _ = n.refresh(ctx)
-		if !n.writing() {
-			m = n.getMeta()
-			m.size, m.etag = h.size, h.etag
-		}
+		m = n.getMeta()
+		m.size, m.etag = h.size, h.etag
 	} else {
 		var errno syscall.Errno
 		if m, errno = n.refresh(ctx); errno != 0 {
@@ -264,12 +261,14 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	n.mu.Lock()
 	ws := n.ws
 	var size int64
+	var base objMeta
+	var baseKey string
 	if ws != nil {
-		size = ws.size
+		size, base, baseKey = ws.size, ws.base, ws.baseKey
 	}
 	n.mu.Unlock()
 	if ws != nil {
-		return h.readLocal(ctx, ws, size, dest, off)
+		return h.readLocal(ctx, ws.wf, baseKey, base, size, dest, off)
 	}
 	if off >= h.size || len(dest) == 0 {
 		return fuse.ReadResultData(nil), 0
@@ -302,18 +301,17 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 
 // readLocal reads a file being written from its local copy, fetching what
 // it lacks from the object it started from.
-func (h *handle) readLocal(ctx context.Context, ws *writeState, size int64, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+func (h *handle) readLocal(ctx context.Context, wf *cache.WriteFile, baseKey string, base objMeta, size int64, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	if off >= size {
 		return fuse.ReadResultData(nil), 0
 	}
 	end := min(off+int64(len(dest)), size)
-	key := h.node.key()
-	if err := h.fsys.fillFromBase(ctx, key, ws, cache.Range{Off: off, Len: end - off}); err != nil {
-		return nil, h.fsys.errno("read", key, err)
+	if err := h.fsys.fillFromBase(ctx, baseKey, wf, base, cache.Range{Off: off, Len: end - off}); err != nil {
+		return nil, h.fsys.errno("read", baseKey, err)
 	}
-	k, err := ws.wf.ReadAt(dest[:end-off], off)
+	k, err := wf.ReadAt(dest[:end-off], off)
 	if err != nil && err != io.EOF {
-		return nil, h.fsys.errno("read", key, err)
+		return nil, h.fsys.errno("read", baseKey, err)
 	}
 	for i := k; i < int(end-off); i++ {
 		dest[i] = 0 // past the local file's end: zeros up to size
@@ -368,12 +366,14 @@ func (n *File) release() {
 		return
 	}
 	if n.ws.dirty && !n.ws.unlinked {
-		if n.ws.journalID != "" {
+		if n.ws.journalID != "" && n.ws.gen == n.ws.committedGen {
 			return // the delayed upload takes it from here
 		}
-		if n.ws.lastErr == nil {
-			// Closed only by processes that did not open it: upload now,
-			// in the background.
+		if n.ws.lastErr == nil || n.ws.journalID != "" {
+			// Changed since its last close by its opener (or closed only
+			// by processes that did not open it): upload now, in the
+			// background, or journal it again.
+			n.fsys.bg.Add(1)
 			go n.uploadAfterRelease()
 			return
 		}
@@ -437,6 +437,10 @@ func (n *File) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 		}
 	}
 	n.mu.Lock()
+	if resize && sz != 0 && n.ws != nil && n.ws.discarded {
+		n.mu.Unlock()
+		return syscall.EIO // parts of it left the cache after upload; see write
+	}
 	if resize {
 		if err := n._startWrite(false); err != nil {
 			n.mu.Unlock()
@@ -518,6 +522,7 @@ func (n *File) setMetaRemote(ctx context.Context, key string, m objMeta) syscall
 // uploadAfterRelease uploads a file whose last handle went without a close
 // by its opener; failures are logged and the data stays in the cache.
 func (n *File) uploadAfterRelease() {
+	defer n.fsys.bg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
 	if errno := n.flush(ctx); errno != 0 {

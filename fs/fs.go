@@ -148,7 +148,8 @@ type FS struct {
 	up        Uploads
 	copier    Copies
 	store     *cache.Store
-	wb        *writeBack // nil unless WriteBackDelay > 0
+	wb        *writeBack     // nil unless WriteBackDelay > 0
+	bg        sync.WaitGroup // uploads started by a release, which Drain waits for
 	blocks    *cache.BlockCache
 	stats     *statCache
 	heads     *headQueue
@@ -286,7 +287,10 @@ func (f *FS) stat(ctx context.Context, key string) (objMeta, syscall.Errno) {
 	if !owner {
 		return e.wait(ctx)
 	}
-	m, found, err := f.resolve(ctx, key)
+	// Others may wait on this answer: one caller giving up must not fail it.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	m, found, err := f.resolve(rctx, key)
+	cancel()
 	switch {
 	case err != nil:
 		f.stats.fail(key, e)
@@ -374,7 +378,7 @@ func (f *FS) errno(op, key string, err error) syscall.Errno {
 	switch {
 	case err == nil:
 		return 0
-	case errors.As(err, &en):
+	case errors.As(err, &en) && !networkErrno(en):
 		return en
 	case errors.Is(err, context.Canceled):
 		return syscall.EINTR
@@ -395,4 +399,15 @@ func (f *FS) errno(op, key string, err error) syscall.Errno {
 	}
 	f.log.Warn(op+" failed", "key", key, "errno", en.Error(), "err", err)
 	return en
+}
+
+// networkErrno reports errnos of a connection to the bucket, which the
+// kernel gets as EIO rather than as if the file itself had them.
+func networkErrno(en syscall.Errno) bool {
+	switch en {
+	case syscall.ECONNRESET, syscall.ECONNREFUSED, syscall.ECONNABORTED, syscall.EPIPE,
+		syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.ENETDOWN, syscall.ETIMEDOUT:
+		return true
+	}
+	return false
 }

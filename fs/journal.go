@@ -34,6 +34,7 @@ type journalEntry struct {
 	Size     int64             `json:"size"`
 	Meta     map[string]string `json:"meta"`
 	BaseETag string            `json:"base_etag,omitempty"`
+	BaseKey  string            `json:"base_key,omitempty"`
 	BaseSize int64             `json:"base_size,omitempty"`
 	Present  []cache.Range     `json:"present,omitempty"`
 }
@@ -49,8 +50,10 @@ type writeBack struct {
 	mu      sync.Mutex
 	due     map[*File]time.Time
 	running map[*File]bool
-	wake    chan struct{}
-	idle    *sync.Cond
+	// draining: the mount has ended; upload even files still counted open.
+	draining bool
+	wake     chan struct{}
+	idle     *sync.Cond
 }
 
 func newJournalID() string {
@@ -81,11 +84,11 @@ func (wb *writeBack) writeEntry(e *journalEntry) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(wb.dir, e.ID+".tmp")
-	fd, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	fd, err := os.CreateTemp(wb.dir, e.ID+".*.tmp")
 	if err != nil {
-		return err
+		return fmt.Errorf("journal: %w", err)
 	}
+	tmp := fd.Name()
 	if _, err = fd.Write(b); err == nil {
 		err = fd.Sync()
 	}
@@ -122,9 +125,11 @@ func (n *File) commit() syscall.Errno {
 		n.mu.Unlock()
 		return 0
 	}
-	if ws.journalID == "" {
-		ws.journalID = newJournalID()
-	}
+	// Every commit gets a new id: an upload already running carries the
+	// old one, so after a crash this entry is not mistaken for it.
+	old := ws.journalID
+	ws.journalID = newJournalID()
+	ws.committedGen = ws.gen
 	e := n._journalEntry(n.key())
 	n.mu.Unlock()
 	if err := ws.wf.Sync(); err != nil {
@@ -133,6 +138,7 @@ func (n *File) commit() syscall.Errno {
 	if err := f.wb.writeEntry(e); err != nil {
 		return f.errno("write-back", e.Key, err)
 	}
+	f.wb.removeEntry(old)
 	f.wb.schedule(n)
 	return 0
 }
@@ -141,7 +147,7 @@ func (n *File) commit() syscall.Errno {
 func (n *File) _journalEntry(key string) *journalEntry {
 	ws := n.ws
 	return &journalEntry{ID: ws.journalID, Key: key, Cache: filepath.Base(ws.wf.Name()), Size: ws.size,
-		Meta: n.fsys.uploadMeta(n.meta), BaseETag: ws.base.etag, BaseSize: ws.base.size, Present: ws.wf.Present()}
+		Meta: n.fsys.uploadMeta(n.meta), BaseETag: ws.base.etag, BaseKey: ws.baseKey, BaseSize: ws.base.size, Present: ws.wf.Present()}
 }
 
 // rejournal rewrites a pending file's entry after a rename (to key) or an
@@ -206,6 +212,20 @@ func (wb *writeBack) startDue(ctx context.Context, now time.Time) {
 }
 
 func (wb *writeBack) upload(ctx context.Context, n *File) {
+	wb.mu.Lock()
+	draining := wb.draining
+	wb.mu.Unlock()
+	if !draining && n.opensNow() > 0 {
+		// Open again: wait until it is closed.
+		wb.mu.Lock()
+		delete(wb.running, n)
+		if _, ok := wb.due[n]; !ok {
+			wb.due[n] = time.Now().Add(time.Second)
+		}
+		wb.mu.Unlock()
+		wb.idle.Broadcast()
+		return
+	}
 	errno := n.flushNow(ctx)
 	wb.mu.Lock()
 	delete(wb.running, n)
@@ -227,11 +247,19 @@ func (wb *writeBack) upload(ctx context.Context, n *File) {
 // Drain uploads every pending file now and waits for them, logging
 // progress; cosmount calls it when the mount ends.
 func (f *FS) Drain(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { f.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("uploads of released files still running: %w", ctx.Err())
+	}
 	wb := f.wb
 	if wb == nil {
 		return nil
 	}
 	wb.mu.Lock()
+	wb.draining = true
 	for n := range wb.due {
 		wb.due[n] = time.Time{}
 	}
@@ -294,13 +322,16 @@ func (wb *writeBack) replay(ctx context.Context, e *journalEntry) error {
 		wf.Close()
 		return err
 	default:
-		ws := &writeState{wf: wf, base: objMeta{etag: e.BaseETag, size: e.BaseSize}, size: e.Size, dirty: true}
+		ws := &writeState{wf: wf, base: objMeta{etag: e.BaseETag, size: e.BaseSize}, baseKey: e.BaseKey, size: e.Size, dirty: true}
+		if ws.baseKey == "" {
+			ws.baseKey = e.Key
+		}
 		meta := map[string]string{}
 		for k, v := range e.Meta {
 			meta[k] = v
 		}
 		meta[metaJournalID] = e.ID
-		if _, err := f.upload(ctx, e.Key, ws, stream{}, e.Size, meta); err != nil {
+		if _, err := f.upload(ctx, e.Key, ws.baseKey, ws.wf, ws.base, stream{}, e.Size, meta); err != nil {
 			wf.Close()
 			return err
 		}

@@ -145,25 +145,8 @@ func (d *Dir) Unlink(ctx context.Context, name string) syscall.Errno {
 	f := d.fsys
 	key := d.prefix() + name
 	remote := true
-	if ch := d.GetChild(name); ch != nil {
-		if n, ok := ch.Operations().(*File); ok {
-			n.mu.Lock()
-			n.unlinked = true
-			if n.ws != nil {
-				n.ws.unlinked = true
-				if n.ws.journalID != "" {
-					f.wb.removeEntry(n.ws.journalID)
-					n.ws.journalID = ""
-				}
-				remote = n.ws.uploaded
-			}
-			if n.opens > 0 && remote && n.ws == nil {
-				n.deleteKey = key
-				remote = false
-				f.hide(key)
-			}
-			n.mu.Unlock()
-		}
+	if n := d.childFile(name); n != nil {
+		remote = n.markUnlinked(key)
 	}
 	if remote {
 		if err := f.bucket.Delete(ctx, key); err != nil {
@@ -172,6 +155,36 @@ func (d *Dir) Unlink(ctx context.Context, name string) syscall.Errno {
 	}
 	f.stats.put(key, objMeta{}, false, f.opt.NegativeTTL)
 	return 0
+}
+
+// markUnlinked records that n's name is gone: no upload of it will happen
+// (one in flight finishes first), its journal entry goes, and while it is
+// open its object stays readable until the last close. It reports whether
+// the object must be deleted now.
+func (n *File) markUnlinked(key string) bool {
+	n.upMu.Lock()
+	defer n.upMu.Unlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.unlinked = true
+	remote := true
+	if ws := n.ws; ws != nil {
+		ws.unlinked = true
+		if ws.journalID != "" {
+			n.fsys.wb.removeEntry(ws.journalID)
+			ws.journalID = ""
+		}
+		if ws.st.mw != nil {
+			go ws._detachStream().mw.Abort(context.Background())
+		}
+		remote = ws.uploaded
+	}
+	if n.opens > 0 && remote && n.meta.etag != "" {
+		n.deleteKey = key
+		n.fsys.hide(key)
+		return false
+	}
+	return remote
 }
 
 // deleteUnlinked deletes an unlinked file's object after its last close,
@@ -304,44 +317,114 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbed
 		}
 	}
 	if srcMeta.dir {
-		return f.renameDir(ctx, src+"/", dst+"/")
-	}
-	n := d.childFile(name)
-	if n != nil {
-		n.mu.Lock()
-		ws := n.ws
-		local := ws != nil && !ws.uploaded
-		if local && ws.st.mw != nil {
-			// The streamed upload was for the old name.
-			go ws._detachStream().mw.Abort(context.Background())
-		} else if local {
-			ws.st.ok = false
-		}
-		dirty := ws != nil && ws.dirty
-		n.mu.Unlock()
-		if local {
-			n.rejournal(dst)
-			f.stats.forget(src)
-			f.stats.forget(dst)
-			return 0
-		}
-		if dirty {
-			// Upload under the old name first; then move it like any other.
-			if errno := n.flush(ctx); errno != 0 {
-				return errno
+		errno := f.renameDir(ctx, src+"/", dst+"/")
+		if errno == 0 {
+			if ch := d.GetChild(name); ch != nil {
+				rejournalTree(ch, dst+"/")
 			}
 		}
-		srcMeta = n.getMetaWithSize()
+		return errno
 	}
-	if _, err := f.copier.Copy(ctx, &transport.CopyObjectInput{SrcKey: src, DstKey: dst, SrcSize: srcMeta.size, SrcETag: srcMeta.etag}); err != nil {
-		return f.errno("rename", src, err)
+	if dn := np.childFile(newName); dn != nil && dn != d.childFile(name) {
+		// The file being replaced must never be uploaded over the new one.
+		dn.markUnlinked(dst)
+		f.unhide(dst)
+	}
+	if n := d.childFile(name); n != nil {
+		return n.rename(ctx, src, dst)
+	}
+	return f.renameObject(ctx, src, dst, srcMeta)
+}
+
+// rename moves a file: a server-side copy and a delete, or, for a file not
+// uploaded yet, nothing remote at all.
+func (n *File) rename(ctx context.Context, src, dst string) syscall.Errno {
+	f := n.fsys
+	n.upMu.Lock()
+	defer n.upMu.Unlock()
+	n.mu.Lock()
+	ws := n.ws
+	local := ws != nil && !ws.uploaded
+	if local {
+		if ws.discarded {
+			n.mu.Unlock()
+			return syscall.EBUSY // its streamed parts are uploaded under the old name
+		}
+		if ws.st.mw != nil {
+			// The streamed upload was for the old name.
+			go ws._detachStream().mw.Abort(context.Background())
+		}
+		ws.st.ok = false
+	}
+	dirty := ws != nil && ws.dirty
+	n.mu.Unlock()
+	if local {
+		n.rejournal(dst)
+		f.stats.put(src, objMeta{}, false, f.opt.NegativeTTL)
+		f.stats.forget(dst)
+		return 0
+	}
+	if dirty {
+		// Upload under the old name first; then move it like any other.
+		if errno := n.flushNowLocked(ctx); errno != 0 {
+			return errno
+		}
+	}
+	m := n.getMetaWithSize()
+	etag, errno := f.moveObject(ctx, src, dst, m)
+	if errno != 0 {
+		return errno
+	}
+	n.mu.Lock()
+	if n.ws != nil && n.ws.base.etag == n.meta.etag {
+		n.ws.base.etag, n.ws.baseKey = etag, dst
+	}
+	if n.openETag == n.meta.etag {
+		n.openETag = etag
+	}
+	n.meta.etag = etag
+	n.mu.Unlock()
+	return 0
+}
+
+// renameObject moves an object the tree holds no node for.
+func (f *FS) renameObject(ctx context.Context, src, dst string, m objMeta) syscall.Errno {
+	_, errno := f.moveObject(ctx, src, dst, m)
+	return errno
+}
+
+// moveObject copies src to dst server-side and deletes src; it returns the
+// new object's ETag.
+func (f *FS) moveObject(ctx context.Context, src, dst string, m objMeta) (string, syscall.Errno) {
+	out, err := f.copier.Copy(ctx, &transport.CopyObjectInput{SrcKey: src, DstKey: dst, SrcSize: m.size, SrcETag: m.etag})
+	if err != nil {
+		return "", f.errno("rename", src, err)
 	}
 	if err := f.bucket.Delete(ctx, src); err != nil {
-		return f.errno("rename", src, err)
+		return "", f.errno("rename", src, err)
 	}
 	f.stats.put(src, objMeta{}, false, f.opt.NegativeTTL)
 	f.stats.forget(dst)
-	return 0
+	return out.ETag, 0
+}
+
+// rejournalTree follows a directory rename for the files under it being
+// written: their journal entries and the keys of the objects they started
+// from get the new names (prefix is the directory's new one).
+func rejournalTree(dir *gofs.Inode, prefix string) {
+	for name, ch := range dir.Children() {
+		switch n := ch.Operations().(type) {
+		case *File:
+			n.mu.Lock()
+			if n.ws != nil && n.ws.base.etag != "" {
+				n.ws.baseKey = prefix + name
+			}
+			n.mu.Unlock()
+			n.rejournal(prefix + name)
+		case *Dir:
+			rejournalTree(ch, prefix+name+"/")
+		}
+	}
 }
 
 func (d *Dir) childFile(name string) *File {

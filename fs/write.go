@@ -21,10 +21,11 @@ type writeState struct {
 	// base is the object the local copy started from; untouched ranges
 	// are read from it (and copied server-side on upload). Empty etag: no
 	// base, untouched ranges are zeros.
-	base  objMeta
-	size  int64
-	dirty bool
-	gen   uint64 // bumped by every change, to tell an upload raced a write
+	base    objMeta
+	baseKey string // where base lives (the file's key, until a rename moves it)
+	size    int64
+	dirty   bool
+	gen     uint64 // bumped by every change, to tell an upload raced a write
 	// uploaded: the key holds an object (so rename must move it).
 	uploaded bool
 	unlinked bool
@@ -35,8 +36,11 @@ type writeState struct {
 	// mtimeSet: mtime was set explicitly (utimens) since the last write.
 	mtimeSet bool
 	// journalID names the journal entry of a closed file waiting for its
-	// delayed upload ("" when none).
-	journalID string
+	// delayed upload ("" when none); committedGen is gen when it was written.
+	journalID    string
+	committedGen uint64
+	// discarded: uploaded parts left the cache (see streamParts).
+	discarded bool
 }
 
 // stream is the multipart upload of a file's completed parts, started
@@ -89,6 +93,7 @@ func (n *File) _startWrite(trunc bool) error {
 		return err
 	}
 	ws.uploaded = n.meta.etag != ""
+	ws.baseKey = n.key()
 	n.ws = ws
 	if trunc && n.meta.etag != "" && n.meta.size != 0 {
 		ws.dirty = true
@@ -110,6 +115,9 @@ func (n *File) _truncate(size int64) error {
 	ws.dirty = true
 	ws.gen++
 	ws.st.ok = false
+	if size == 0 {
+		ws.discarded = false
+	}
 	n.meta.mtime = time.Now()
 	return nil
 }
@@ -124,6 +132,13 @@ func (h *handle) write(ctx context.Context, data []byte, off int64) (uint32, sys
 	if ws == nil {
 		n.mu.Unlock()
 		return 0, syscall.EBADF
+	}
+	if ws.discarded && off != ws.st.seqEnd {
+		// Parts of this file were uploaded and left the cache: it can
+		// only grow from its end until it is closed.
+		n.mu.Unlock()
+		f.warnOnce(h.key, "file larger than the cache written out of order; refused (it can only be written sequentially)")
+		return 0, syscall.EIO
 	}
 	if ws.base.etag != "" && off > ws.size {
 		// The gap between the old end and off reads as zeros.
@@ -241,12 +256,23 @@ func (n *File) streamParts(ctx context.Context, parts []streamPart) syscall.Errn
 	}
 	for _, p := range parts {
 		r := cache.Range{Off: p.off, Len: p.len}
+		num := p.num
 		done := func(err error) {
 			// Once a part is safely uploaded its bytes may leave the cache,
-			// so that a file larger than the cache can still be written.
-			if err == nil && f.store.Pressure() {
-				ws.wf.Discard(r)
+			// so that a file larger than the cache can still be written
+			// (sequentially). Never with the write-back journal, which
+			// must be able to upload the whole file after a crash, and
+			// never a part rewritten since it was handed over.
+			if err != nil || f.wb != nil || !f.store.Pressure() {
+				return
 			}
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			if ws.st.redo[num] || ws.st.mw != mw {
+				return
+			}
+			ws.discarded = true
+			ws.wf.Discard(r)
 		}
 		if err := mw.AddPartNotify(ctx, p.num, ws.wf, p.off, p.len, done); err != nil {
 			n.mu.Lock()
@@ -277,13 +303,18 @@ func (n *File) flush(ctx context.Context) syscall.Errno {
 func (n *File) flushNow(ctx context.Context) syscall.Errno {
 	n.upMu.Lock()
 	defer n.upMu.Unlock()
+	return n.flushNowLocked(ctx)
+}
+
+// flushNowLocked is flushNow with n.upMu held.
+func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 	n.mu.Lock()
 	ws := n.ws
 	if ws == nil || !ws.dirty || ws.unlinked {
 		n.mu.Unlock()
 		return 0
 	}
-	gen, size := ws.gen, ws.size
+	gen, size, base, baseKey := ws.gen, ws.size, ws.base, ws.baseKey
 	st := ws._detachStream()
 	meta := n.fsys.uploadMeta(n.meta)
 	if !ws.mtimeSet && st.mw != nil {
@@ -297,7 +328,13 @@ func (n *File) flushNow(ctx context.Context) syscall.Errno {
 	}
 	n.mu.Unlock()
 	key := n.key()
-	etag, err := n.fsys.upload(ctx, key, ws, st, size, meta)
+	if st.mw != nil && st.mw.Key() != key {
+		// Streamed under a name the file no longer has (its directory
+		// was renamed): start over under the new one.
+		go st.mw.Abort(context.Background())
+		st = stream{}
+	}
+	etag, err := n.fsys.upload(ctx, key, baseKey, ws.wf, base, st, size, meta)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err != nil {
@@ -313,7 +350,7 @@ func (n *File) flushNow(ctx context.Context) syscall.Errno {
 	n.meta.etag = etag
 	n.meta.size = size
 	n.meta.fromListing = false
-	ws.base = n.meta
+	ws.base, ws.baseKey = n.meta, key
 	n.openETag = etag
 	if ws.gen == gen {
 		ws.dirty = false
@@ -355,10 +392,10 @@ func pad9(ns int) string {
 // the file was written sequentially, one PUT below SliceSize, else a
 // multipart upload whose untouched ranges are copied from the base object
 // by the server.
-func (f *FS) upload(ctx context.Context, key string, ws *writeState, st stream, size int64, meta map[string]string) (string, error) {
+func (f *FS) upload(ctx context.Context, key, baseKey string, wf *cache.WriteFile, base objMeta, st stream, size int64, meta map[string]string) (string, error) {
 	if st.mw != nil {
 		if st.ok && st.seqEnd == size {
-			etag, err := f.finishStream(ctx, ws.wf, st, size, meta)
+			etag, err := f.finishStream(ctx, wf, st, size, meta)
 			if err == nil {
 				return etag, nil
 			}
@@ -368,10 +405,10 @@ func (f *FS) upload(ctx context.Context, key string, ws *writeState, st stream, 
 		}
 	}
 	if size <= f.opt.SliceSize {
-		if err := f.fillFromBase(ctx, key, ws, cache.Range{Off: 0, Len: size}); err != nil {
+		if err := f.fillFromBase(ctx, baseKey, wf, base, cache.Range{Off: 0, Len: size}); err != nil {
 			return "", err
 		}
-		out, err := f.bucket.Put(ctx, &transport.PutInput{Key: key, Body: io.NewSectionReader(ws.wf, 0, size), Size: size, Metadata: meta})
+		out, err := f.bucket.Put(ctx, &transport.PutInput{Key: key, Body: io.NewSectionReader(wf, 0, size), Size: size, Metadata: meta})
 		if err != nil {
 			return "", err
 		}
@@ -387,12 +424,13 @@ func (f *FS) upload(ctx context.Context, key string, ws *writeState, st stream, 
 	}
 	for num, off := 1, int64(0); off < size; num, off = num+1, off+ps {
 		r := cache.Range{Off: off, Len: min(ps, size-off)}
-		untouched := len(ws.wf.Missing(r)) == 1 && ws.wf.Missing(r)[0] == r
-		if ws.base.etag != "" && untouched && r.End() <= ws.base.size {
-			err = mw.AddCopyPart(ctx, num, key, ws.base.etag, r.Off, r.Len)
+		missing := wf.Missing(r)
+		untouched := len(missing) == 1 && missing[0] == r
+		if base.etag != "" && untouched && r.End() <= base.size {
+			err = mw.AddCopyPart(ctx, num, baseKey, base.etag, r.Off, r.Len)
 		} else {
-			if err = f.fillFromBase(ctx, key, ws, r); err == nil {
-				err = mw.AddPart(ctx, num, ws.wf, r.Off, r.Len)
+			if err = f.fillFromBase(ctx, baseKey, wf, base, r); err == nil {
+				err = mw.AddPart(ctx, num, wf, r.Off, r.Len)
 			}
 		}
 		if err != nil {
@@ -464,23 +502,23 @@ func sameMeta(a, b map[string]string) bool {
 }
 
 // fillFromBase fetches into the local copy the parts of r it lacks that the
-// base object holds; past the base's end they stay zeros.
-func (f *FS) fillFromBase(ctx context.Context, key string, ws *writeState, r cache.Range) error {
-	if ws.base.etag == "" {
+// base object (at key) holds; past the base's end they stay zeros.
+func (f *FS) fillFromBase(ctx context.Context, key string, wf *cache.WriteFile, base objMeta, r cache.Range) error {
+	if base.etag == "" {
 		return nil
 	}
 	bs := f.blocks.BlockSize()
-	for _, m := range ws.wf.Missing(r) {
-		end := min(m.End(), ws.base.size)
+	for _, m := range wf.Missing(r) {
+		end := min(m.End(), base.size)
 		for off := m.Off; off < end; {
 			idx := off / bs
-			b, err := f.blocks.Block(ctx, cache.BlockKey{Key: key, ETag: ws.base.etag, Index: idx}, ws.base.size)
+			b, err := f.blocks.Block(ctx, cache.BlockKey{Key: key, ETag: base.etag, Index: idx}, base.size)
 			if err != nil {
 				return err
 			}
 			lo := off - idx*bs
 			hi := min(int64(len(b)), end-idx*bs)
-			if err := ws.wf.Fill(b[lo:hi], off); err != nil {
+			if err := wf.Fill(b[lo:hi], off); err != nil {
 				return err
 			}
 			off = idx*bs + hi

@@ -517,3 +517,115 @@ func TestChildClosingInheritedDescriptorDoesNotUpload(t *testing.T) {
 		t.Fatalf("object: %q", got)
 	}
 }
+
+func TestRenameOverAFileOpenForWriting(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	w, err := os.Create(m("dst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("old contents being written"))
+	if err := os.WriteFile(m("src"), []byte("NEW"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(m("src"), m("dst")); err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte(" more"))
+	w.Close()
+	if got, _ := r.object("dst"); string(got) != "NEW" {
+		t.Errorf("dst after the replaced file's writer closed: %q, want NEW", got)
+	}
+	out, err := r.client.List(context.Background(), &transport.ListInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range out.Objects {
+		if o.Key != "dst" {
+			t.Errorf("unexpected object %q in the bucket", o.Key)
+		}
+	}
+	r.noUploadsLeft()
+}
+
+func TestRenameDirectoryWhileAFileInItStreams(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	os.Mkdir(m("d"), 0o755)
+	w, err := os.Create(m("d/big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := randomBytes(20<<20, 3)
+	w.Write(data[:17<<20]) // two 8 MiB parts stream under d/big
+	if err := os.Rename(m("d"), m("e")); err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data[17<<20:])
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.object("e/big"); !bytes.Equal(got, data) {
+		t.Errorf("e/big has %d bytes (or other bytes), want the %d written", len(got), len(data))
+	}
+	if _, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "d/big"}); !errors.Is(err, transport.ErrNotFound) {
+		t.Errorf("d/big exists after the directory was renamed: %v", err)
+	}
+	r.noUploadsLeft()
+}
+
+func TestUnlinkWhileOpenForWriting(t *testing.T) {
+	r := newBucket(t)
+	r.put("f", []byte("abc"), nil)
+	r.mount(cfs.Options{})
+	p := filepath.Join(r.mnt, "f")
+	rw, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 3)
+	if _, err := rw.ReadAt(buf, 0); err != nil || string(buf) != "abc" {
+		t.Errorf("read through a writable handle after unlink: %q %v", buf, err)
+	}
+	rw.Close()
+	eventually(t, 10*time.Second, func() error {
+		if _, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "f"}); !errors.Is(err, transport.ErrNotFound) {
+			return errors.New("object not deleted after the last close")
+		}
+		return nil
+	})
+}
+
+func TestWriteBackDelayRenameOfAChangedExistingObject(t *testing.T) {
+	r := newBucket(t)
+	r.put("f", []byte("old"), nil)
+	r.mount(cfs.Options{WriteBackDelay: time.Hour})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	a, err := os.OpenFile(m("f"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Write([]byte("+new"))
+	a.Close()
+	if err := os.Rename(m("f"), m("g")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.fsys.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.object("g"); string(got) != "old+new" {
+		t.Errorf("g: %q, want old+new", got)
+	}
+	if _, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "f"}); !errors.Is(err, transport.ErrNotFound) {
+		t.Errorf("f still exists: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(r.cacheDir, "journal")); len(ents) != 0 {
+		t.Errorf("%d journal entries left", len(ents))
+	}
+}
