@@ -457,17 +457,19 @@ func (n *File) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 	if _, ok := in.GetMTime(); ok && n.ws != nil {
 		n.ws.mtimeSet = true
 	}
-	pending := n.ws != nil && (n.ws.dirty || n.opens > 0)
-	if n.ws != nil && changed {
-		n.ws.dirty = true
+	// A file with changes not uploaded takes the new attributes with its
+	// upload; an unchanged one (even open) gets them by a self-copy.
+	pending := n.ws != nil && n.ws.dirty
+	if pending && changed {
 		n.ws.gen++
 	}
+	open := n.opens > 0
 	m := n.meta
 	n.mu.Unlock()
 	switch {
-	case pending && n.opensNow() > 0:
+	case pending && open:
 		// Goes up with the upload at close.
-	case pending || resize:
+	case pending:
 		if errno := n.flush(ctx); errno != 0 {
 			return errno
 		}
@@ -511,6 +513,9 @@ func (n *File) setMetaRemote(ctx context.Context, key string, m objMeta) syscall
 	n.mu.Lock()
 	if n.openETag == n.meta.etag {
 		n.openETag = out.ETag // same bytes: the page cache stays good
+	}
+	if n.ws != nil && n.ws.base.etag == n.meta.etag {
+		n.ws.base.etag = out.ETag
 	}
 	n.meta.etag = out.ETag
 	m = n.meta

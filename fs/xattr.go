@@ -166,15 +166,15 @@ func (n *File) changeXattrs(ctx context.Context, change func(map[string][]byte) 
 		return syscall.ENOSPC
 	}
 	n.meta.xattrs = x
-	pending := n.ws != nil
+	pending := n.ws != nil && n.ws.dirty
 	if pending {
-		n.ws.dirty = true
 		n.ws.gen++
 	}
+	open := n.opens > 0
 	m := n.meta
 	n.mu.Unlock()
 	if pending {
-		if n.opensNow() > 0 {
+		if open {
 			return 0 // goes up with the upload at close
 		}
 		return n.flush(ctx)
