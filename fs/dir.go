@@ -37,6 +37,7 @@ func (d *Dir) prefix() string {
 
 // Getattr implements NodeGetattrer.
 func (d *Dir) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	ctx = uninterrupted(ctx)
 	m := d.fsys.dirMeta(d.fsys.mountTime)
 	if !d.IsRoot() {
 		key := strings.TrimSuffix(d.prefix(), "/")
@@ -66,6 +67,7 @@ func (d *Dir) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 
 // Lookup implements NodeLookuper.
 func (d *Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ctx = uninterrupted(ctx)
 	if len(name) > 255 {
 		return nil, syscall.ENAMETOOLONG
 	}
@@ -118,6 +120,7 @@ func (d *Dir) child(ctx context.Context, name string, m objMeta) *gofs.Inode {
 // metadata is not cached, so that the kernel's READDIRPLUS lookups that
 // follow are answered without one request each.
 func (d *Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	ctx = uninterrupted(ctx)
 	f := d.fsys
 	prefix := d.prefix()
 	names := map[string]uint32{}

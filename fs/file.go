@@ -107,6 +107,7 @@ func (n *File) refresh(ctx context.Context) (objMeta, syscall.Errno) {
 
 // Getattr implements NodeGetattrer.
 func (n *File) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	ctx = uninterrupted(ctx)
 	var m objMeta
 	if h, ok := fh.(*handle); ok && !h.writable && !n.writing() {
 		// An open file keeps the version it opened.
@@ -136,6 +137,7 @@ func (n *File) writing() bool {
 
 // Open implements NodeOpener.
 func (n *File) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	ctx = uninterrupted(ctx)
 	writable := flags&syscall.O_ACCMODE != syscall.O_RDONLY
 	if (writable || flags&syscall.O_TRUNC != 0) && n.fsys.opt.ReadOnly {
 		return nil, 0, syscall.EROFS
@@ -175,6 +177,7 @@ func (n *File) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 
 // Readlink implements NodeReadlinker: a symlink's target is its body.
 func (n *File) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	ctx = uninterrupted(ctx)
 	m, errno := n.refresh(ctx)
 	if errno != 0 {
 		return nil, errno
@@ -257,6 +260,7 @@ var (
 
 // Read implements FileReader.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	ctx = uninterrupted(ctx)
 	n := h.node
 	n.mu.Lock()
 	ws := n.ws
@@ -326,6 +330,7 @@ func (h *handle) readLocal(ctx context.Context, wf *cache.WriteFile, baseKey str
 // a half-written file under its final name. Whatever is still not uploaded
 // when the last handle goes is uploaded then (see release).
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	ctx = uninterrupted(ctx)
 	if !h.writable {
 		return 0
 	}
@@ -338,6 +343,7 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 // Fsync implements FileFsyncer: the object is complete in the bucket when
 // it returns, with or without --write-back-delay.
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	ctx = uninterrupted(ctx)
 	if !h.writable {
 		return 0
 	}
@@ -425,6 +431,7 @@ func (h *handle) readahead(off, end, lastBlock int64) {
 // uploaded at once when no handle is open); mode, owner and mtime go with a
 // pending upload, or else are set by a self-copy with new metadata.
 func (n *File) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	ctx = uninterrupted(ctx)
 	f := n.fsys
 	if f.opt.ReadOnly {
 		return syscall.EROFS

@@ -411,3 +411,11 @@ func networkErrno(en syscall.Errno) bool {
 	}
 	return false
 }
+
+// uninterrupted is the context a FUSE operation runs its bucket calls with.
+// The kernel interrupts a request whenever the calling thread gets a signal
+// (Go programs get SIGURG many times a second); giving up then would turn
+// a close into EINTR with the upload abandoned, or a stat into EINTR that
+// most programs do not retry. So operations finish, bounded by the request
+// timeouts and retries, and a killed process simply never sees the answer.
+func uninterrupted(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }

@@ -47,6 +47,7 @@ func (d *Dir) writable(name string) syscall.Errno {
 // Create implements NodeCreater: the file exists locally until its first
 // close uploads it (an empty file as a zero-byte PUT).
 func (d *Dir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	ctx = uninterrupted(ctx)
 	if errno := d.writable(name); errno != 0 {
 		return nil, nil, 0, errno
 	}
@@ -71,6 +72,7 @@ func (d *Dir) Create(ctx context.Context, name string, flags uint32, mode uint32
 
 // Mkdir implements NodeMkdirer: a "name/" marker object.
 func (d *Dir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ctx = uninterrupted(ctx)
 	if errno := d.writable(name); errno != 0 {
 		return nil, errno
 	}
@@ -90,6 +92,7 @@ func (d *Dir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.Ent
 
 // Rmdir implements NodeRmdirer.
 func (d *Dir) Rmdir(ctx context.Context, name string) syscall.Errno {
+	ctx = uninterrupted(ctx)
 	if d.fsys.opt.ReadOnly {
 		return syscall.EROFS
 	}
@@ -139,6 +142,7 @@ func (f *FS) dirEmpty(ctx context.Context, prefix string) (bool, syscall.Errno) 
 // its handles: its object is deleted at the last close (unless it was
 // replaced meanwhile), and the name is gone from the mount at once.
 func (d *Dir) Unlink(ctx context.Context, name string) syscall.Errno {
+	ctx = uninterrupted(ctx)
 	if d.fsys.opt.ReadOnly {
 		return syscall.EROFS
 	}
@@ -205,6 +209,7 @@ func (f *FS) deleteUnlinked(key, etag string) {
 // Symlink implements NodeSymlinker: an object whose body is the target and
 // whose mode says S_IFLNK, as cosfs and s3fs write it.
 func (d *Dir) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ctx = uninterrupted(ctx)
 	if errno := d.writable(name); errno != 0 {
 		return nil, errno
 	}
@@ -233,6 +238,7 @@ func (d *Dir) Link(ctx context.Context, target gofs.InodeEmbedder, name string, 
 // are written to the marker object (for other tools) and kept for this
 // mount's stat cache TTL.
 func (d *Dir) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	ctx = uninterrupted(ctx)
 	f := d.fsys
 	if f.opt.ReadOnly {
 		return syscall.EROFS
@@ -277,6 +283,7 @@ func applySetattr(m *objMeta, in *fuse.SetAttrIn) bool {
 // directory, every key under it, copies in parallel. A file not uploaded yet
 // is only renamed here: its upload goes to the new name.
 func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	ctx = uninterrupted(ctx)
 	f := d.fsys
 	if f.opt.ReadOnly {
 		return syscall.EROFS

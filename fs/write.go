@@ -531,6 +531,7 @@ var _ = (gofs.FileWriter)((*handle)(nil))
 
 // Write implements FileWriter.
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	ctx = uninterrupted(ctx)
 	if !h.writable {
 		return 0, syscall.EBADF
 	}

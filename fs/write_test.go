@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/posixtest"
+	"golang.org/x/sys/unix"
 
 	cfs "cosmount/fs"
 	"cosmount/transport"
@@ -627,5 +629,49 @@ func TestWriteBackDelayRenameOfAChangedExistingObject(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(r.cacheDir, "journal")); len(ents) != 0 {
 		t.Errorf("%d journal entries left", len(ents))
+	}
+}
+
+func TestSignalsDuringCloseDoNotAbandonTheUpload(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{})
+	data := randomBytes(48<<20, 11)
+	type result struct {
+		err error
+	}
+	done := make(chan result, 1)
+	tidc := make(chan int, 1)
+	go func() {
+		// The thread blocked in close gets the signals: the kernel then
+		// interrupts the FUSE request.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		tidc <- unix.Gettid()
+		f, err := os.Create(filepath.Join(r.mnt, "f"))
+		if err == nil {
+			_, err = f.WriteAt(data, 0) // one write: no part streams before close
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		done <- result{err}
+	}()
+	tid := <-tidc
+	var res result
+loop:
+	for {
+		select {
+		case res = <-done:
+			break loop
+		default:
+			unix.Tgkill(os.Getpid(), tid, unix.SIGURG)
+			time.Sleep(200 * time.Microsecond)
+		}
+	}
+	if res.err != nil {
+		t.Fatalf("write and close with signals arriving: %v", res.err)
+	}
+	if got, _ := r.object("f"); !bytes.Equal(got, data) {
+		t.Fatalf("object has %d bytes, %d written", len(got), len(data))
 	}
 }

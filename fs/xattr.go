@@ -75,6 +75,7 @@ func encodeXattrs(x map[string][]byte) string {
 // Getxattr implements NodeGetxattrer. Only user.* attributes are stored;
 // the kernel's own (security.*, system.*) are answered locally.
 func (n *File) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	ctx = uninterrupted(ctx)
 	if !strings.HasPrefix(attr, "user.") {
 		return 0, syscall.ENODATA
 	}
@@ -94,6 +95,7 @@ func (n *File) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 
 // Listxattr implements NodeListxattrer.
 func (n *File) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	ctx = uninterrupted(ctx)
 	m, errno := n.refresh(ctx)
 	if errno != 0 {
 		return 0, errno
@@ -116,6 +118,7 @@ func (n *File) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 // Setxattr implements NodeSetxattrer: user.* attributes go to the object's
 // metadata, with a pending upload or by a self-copy.
 func (n *File) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	ctx = uninterrupted(ctx)
 	if !strings.HasPrefix(attr, "user.") {
 		return syscall.EOPNOTSUPP
 	}
@@ -135,6 +138,7 @@ func (n *File) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 
 // Removexattr implements NodeRemovexattrer.
 func (n *File) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	ctx = uninterrupted(ctx)
 	return n.changeXattrs(ctx, func(x map[string][]byte) syscall.Errno {
 		if _, ok := x[attr]; !ok {
 			return syscall.ENODATA
