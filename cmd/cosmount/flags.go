@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"cosmount/internal/units"
 )
 
 // config is everything the command line says.
@@ -76,38 +78,12 @@ type size int64
 
 func (z *size) String() string { return strconv.FormatInt(int64(*z), 10) }
 func (z *size) Set(s string) error {
-	v, err := parseSize(s)
+	v, err := units.ParseSize(s)
 	if err != nil {
 		return err
 	}
 	*z = size(v)
 	return nil
-}
-
-func parseSize(s string) (int64, error) {
-	t := strings.TrimSpace(strings.ToUpper(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "IB"), "B")
-	mult := int64(1)
-	if t != "" {
-		switch t[len(t)-1] {
-		case 'K':
-			mult = 1 << 10
-		case 'M':
-			mult = 1 << 20
-		case 'G':
-			mult = 1 << 30
-		case 'T':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			t = t[:len(t)-1]
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("%q is not a size (examples: 1048576, 512K, 8M, 1G)", s)
-	}
-	return n * mult, nil
 }
 
 const usageText = `usage: cosmount [flags] BUCKET[:PREFIX] MOUNTPOINT
