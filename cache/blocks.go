@@ -2,8 +2,8 @@
 // reads (an LRU of fixed-size blocks bounded in bytes) and write-back files
 // for writes.
 //
-// Lock order: BlockCache has no lock of its own beyond the LRU's internal one
-// and the singleflight group's; neither is held while a block is fetched.
+// Lock order: BlockCache.mu guards the pending map only; it is never held
+// while a block is fetched, nor while the LRU's own lock is taken.
 package cache
 
 import (
@@ -11,11 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
+	"sync"
 	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
-	"golang.org/x/sync/singleflight"
 )
 
 // BlockKey names one block of one version of an object.
@@ -25,27 +24,36 @@ type BlockKey struct {
 	Index int64
 }
 
-func (k BlockKey) flightKey() string {
-	return k.ETag + "\x00" + strconv.FormatInt(k.Index, 10) + "\x00" + k.Key
-}
-
 // Fetcher reads length bytes of the object version named by key and etag
 // starting at off. It returns a stream the cache reads fully and closes.
 type Fetcher func(ctx context.Context, key, etag string, off, length int64) (io.ReadCloser, error)
 
+// pendingBlock is a block being fetched; done closes when data or err is set.
+type pendingBlock struct {
+	done chan struct{}
+	data []byte
+	err  error
+	// prefetch: fetched by a readahead run, whose failure a reader retries
+	// on its own rather than reports.
+	prefetch bool
+}
+
 // BlockCache is an LRU of fixed-size blocks, bounded in bytes: it holds at
 // most MaxBytes/BlockSize blocks and no block is larger than BlockSize.
-// Concurrent requests for one block cause one fetch.
+// Concurrent requests for one block cause one fetch; readahead fetches a run
+// of consecutive blocks with one request.
 type BlockCache struct {
 	blockSize int64
 	lru       *lru.Cache[BlockKey, []byte]
-	flight    singleflight.Group
 	fetch     Fetcher
-	// fetchCtx bounds shared fetches: one waiter giving up must not cancel
-	// the fetch the others wait for.
+	// fetchCtx bounds fetches: one waiter giving up must not cancel the
+	// fetch others wait for.
 	fetchCtx context.Context
-	sem      chan struct{} // fetches in progress (taken by a flight's leader only)
-	pf       chan struct{} // prefetch goroutines
+	sem      chan struct{} // requests in flight
+	pf       chan struct{} // readahead runs queued or in flight
+
+	mu      sync.Mutex
+	pending map[BlockKey]*pendingBlock
 
 	hits, misses, fetches atomic.Int64
 }
@@ -54,7 +62,7 @@ type BlockCache struct {
 type BlockCacheOptions struct {
 	BlockSize int64 // bytes per block (1 MiB when 0)
 	MaxBytes  int64 // memory bound (64 MiB when 0; at least two blocks)
-	// MaxFetches bounds concurrent block fetches (16 when 0).
+	// MaxFetches bounds concurrent requests (16 when 0).
 	MaxFetches int
 	// Context lives as long as the cache; fetches stop when it is done.
 	Context context.Context
@@ -89,13 +97,14 @@ func NewBlockCache(fetch Fetcher, opt BlockCacheOptions) (*BlockCache, error) {
 		fetchCtx:  opt.Context,
 		sem:       make(chan struct{}, opt.MaxFetches),
 		pf:        make(chan struct{}, opt.MaxFetches),
+		pending:   map[BlockKey]*pendingBlock{},
 	}, nil
 }
 
 // BlockSize is the size of every block but an object's last.
 func (c *BlockCache) BlockSize() int64 { return c.blockSize }
 
-// Stats reports hits, misses and fetches so far.
+// Stats reports hits, misses and requests sent so far.
 func (c *BlockCache) Stats() (hits, misses, fetches int64) {
 	return c.hits.Load(), c.misses.Load(), c.fetches.Load()
 }
@@ -106,84 +115,125 @@ func (c *BlockCache) Cached(k BlockKey) bool { return c.lru.Contains(k) }
 // Block returns block k of an object of objSize bytes, fetching it when it is
 // not cached. The returned slice must not be modified.
 func (c *BlockCache) Block(ctx context.Context, k BlockKey, objSize int64) ([]byte, error) {
-	if b, ok := c.lru.Get(k); ok {
-		c.hits.Add(1)
-		return b, nil
-	}
-	c.misses.Add(1)
-	ch := c.flight.DoChan(k.flightKey(), func() (any, error) {
-		return c.load(k, objSize)
-	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
+	for attempt := 0; ; attempt++ {
+		if b, ok := c.lru.Get(k); ok {
+			c.hits.Add(1)
+			return b, nil
 		}
-		return r.Val.([]byte), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		c.mu.Lock()
+		p, ok := c.pending[k]
+		if !ok {
+			p = &pendingBlock{done: make(chan struct{})}
+			c.pending[k] = p
+			c.mu.Unlock()
+			c.misses.Add(1)
+			go c.fetchRun(k, 1, objSize, []*pendingBlock{p})
+		} else {
+			c.mu.Unlock()
+		}
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if p.err == nil {
+			return p.data, nil
+		}
+		if !p.prefetch || attempt > 0 {
+			return nil, p.err
+		}
+		// A readahead run failed: fetch the block on its own.
 	}
 }
 
-// Prefetch starts fetching block k in the background unless it is cached or
-// already being fetched. It never blocks: when every fetch slot is taken, the
-// block is left for the reader to fetch on demand.
-func (c *BlockCache) Prefetch(k BlockKey, objSize int64) {
-	if c.lru.Contains(k) {
+// Prefetch starts fetching up to n blocks from k on, with one request for
+// the run of those that are neither cached nor being fetched. It never
+// blocks: when too many runs are queued, the blocks are left for the reader.
+func (c *BlockCache) Prefetch(k BlockKey, n int, objSize int64) {
+	nblocks := (objSize + c.blockSize - 1) / c.blockSize
+	c.mu.Lock()
+	// Skip the blocks already there, then take the consecutive run of
+	// missing ones.
+	for n > 0 && k.Index < nblocks && (c.lru.Contains(k) || c.pending[k] != nil) {
+		k.Index++
+		n--
+	}
+	var run []*pendingBlock
+	for i := k; len(run) < n && i.Index < nblocks && !c.lru.Contains(i) && c.pending[i] == nil; i.Index++ {
+		run = append(run, &pendingBlock{done: make(chan struct{}), prefetch: true})
+	}
+	if len(run) == 0 {
+		c.mu.Unlock()
 		return
 	}
 	select {
 	case c.pf <- struct{}{}:
 	default:
+		c.mu.Unlock()
 		return
 	}
+	for i, p := range run {
+		c.pending[BlockKey{k.Key, k.ETag, k.Index + int64(i)}] = p
+	}
+	c.mu.Unlock()
 	go func() {
 		defer func() { <-c.pf }()
-		// DoChan joins a fetch already running for the same block; only
-		// the leader of a fetch takes a fetch slot, so a joiner never
-		// holds one while it waits.
-		<-c.flight.DoChan(k.flightKey(), func() (any, error) {
-			return c.load(k, objSize)
-		})
+		c.fetchRun(k, len(run), objSize, run)
 	}()
 }
 
-// load fetches a block for a reader, taking a fetch slot.
-func (c *BlockCache) load(k BlockKey, objSize int64) ([]byte, error) {
+// fetchRun fetches blocks first..first+n-1 with one request, publishing each
+// block as soon as its bytes are in.
+func (c *BlockCache) fetchRun(first BlockKey, n int, objSize int64, run []*pendingBlock) {
+	finish := func(i int, data []byte, err error) {
+		k := BlockKey{first.Key, first.ETag, first.Index + int64(i)}
+		if err == nil {
+			c.lru.Add(k, data)
+		}
+		c.mu.Lock()
+		delete(c.pending, k)
+		c.mu.Unlock()
+		run[i].data, run[i].err = data, err
+		close(run[i].done)
+	}
+	done := 0
+	fail := func(err error) {
+		for ; done < n; done++ {
+			finish(done, nil, err)
+		}
+	}
 	select {
 	case c.sem <- struct{}{}:
 	case <-c.fetchCtx.Done():
-		return nil, c.fetchCtx.Err()
+		fail(c.fetchCtx.Err())
+		return
 	}
 	defer func() { <-c.sem }()
-	return c.loadLocked(k, objSize)
-}
-
-// loadLocked fetches a block; the caller holds a fetch slot.
-func (c *BlockCache) loadLocked(k BlockKey, objSize int64) ([]byte, error) {
-	if b, ok := c.lru.Get(k); ok {
-		return b, nil
-	}
-	off := k.Index * c.blockSize
+	off := first.Index * c.blockSize
 	if off >= objSize || off < 0 {
-		return nil, fmt.Errorf("block %d is beyond the object's %d bytes", k.Index, objSize)
+		fail(fmt.Errorf("block %d is beyond the object's %d bytes", first.Index, objSize))
+		return
 	}
-	n := min(c.blockSize, objSize-off)
+	length := min(int64(n)*c.blockSize, objSize-off)
 	c.fetches.Add(1)
-	rc, err := c.fetch(c.fetchCtx, k.Key, k.ETag, off, n)
+	rc, err := c.fetch(c.fetchCtx, first.Key, first.ETag, off, length)
 	if err != nil {
-		return nil, err
+		fail(err)
+		return
 	}
 	defer rc.Close()
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(rc, buf); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("block %d of %q: object shorter than expected: %w", k.Index, k.Key, io.ErrUnexpectedEOF)
+	for ; done < n; done++ {
+		bo := off + int64(done)*c.blockSize
+		buf := make([]byte, min(c.blockSize, objSize-bo))
+		if _, err := io.ReadFull(rc, buf); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+				err = fmt.Errorf("block %d of %q: object shorter than expected: %w", first.Index+int64(done), first.Key, io.ErrUnexpectedEOF)
+			}
+			fail(err)
+			return
 		}
-		return nil, err
+		finish(done, buf, nil)
 	}
-	c.lru.Add(k, buf)
-	return buf, nil
 }
 
 // Invalidate drops every cached block of key (all versions).

@@ -280,6 +280,10 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	end := min(off+int64(len(dest)), h.size)
 	bs := h.fsys.blocks.BlockSize()
 	first, last := off/bs, (end-1)/bs
+	if last > first {
+		// The blocks this read needs go in one request.
+		h.fsys.blocks.Prefetch(cache.BlockKey{Key: h.key, ETag: h.etag, Index: first}, int(last-first+1), h.size)
+	}
 	h.readahead(off, end, last)
 	if first == last {
 		// Served straight from the cached block, without a copy.
@@ -399,19 +403,21 @@ func (h *handle) block(ctx context.Context, i int64) ([]byte, error) {
 }
 
 // readahead keeps the window of blocks after lastBlock fetching while the
-// reader stays sequential; a random reader gets no readahead at all.
+// reader stays sequential, in runs of ReadaheadRun blocks per request; a
+// random reader gets no readahead at all.
 func (h *handle) readahead(off, end, lastBlock int64) {
-	bs := h.fsys.blocks.BlockSize()
+	opt := &h.fsys.opt
 	h.mu.Lock()
-	// The kernel sends a sequential stream as several requests at once, so
-	// they can arrive slightly out of order: a jump of a few blocks still
-	// counts as sequential.
-	sequential := off == 0 || (off >= h.nextOff-4*bs && off <= h.nextOff+4*bs)
+	// The kernel sends a sequential stream as many requests at once (its
+	// own readahead), so they arrive somewhat out of order: a jump within
+	// its window still counts as sequential.
+	const jitter = 16 << 20
+	sequential := off == 0 || (off >= h.nextOff-jitter && off <= h.nextOff+jitter)
 	if sequential {
 		if h.window == 0 {
-			h.window = 2
-		} else if h.window < h.fsys.opt.MaxReadahead {
-			h.window = min(h.window*2, h.fsys.opt.MaxReadahead)
+			h.window = opt.ReadaheadRun
+		} else if h.window < opt.MaxReadahead {
+			h.window = min(h.window*2, opt.MaxReadahead)
 		}
 	} else {
 		h.window = 0
@@ -419,11 +425,16 @@ func (h *handle) readahead(off, end, lastBlock int64) {
 	if end > h.nextOff || !sequential {
 		h.nextOff = end
 	}
-	window := h.window
+	window := int64(h.window)
 	h.mu.Unlock()
-	nblocks := (h.size + bs - 1) / bs
-	for i := lastBlock + 1; i <= lastBlock+int64(window) && i < nblocks; i++ {
-		h.fsys.blocks.Prefetch(cache.BlockKey{Key: h.key, ETag: h.etag, Index: i}, h.size)
+	if window == 0 {
+		return
+	}
+	// Runs are aligned, so that as the window slides a whole run goes in
+	// one request rather than one block at a time.
+	run := int64(opt.ReadaheadRun)
+	for c := (lastBlock + 1) / run * run; c <= lastBlock+window; c += run {
+		h.fsys.blocks.Prefetch(cache.BlockKey{Key: h.key, ETag: h.etag, Index: c}, int(run), h.size)
 	}
 }
 

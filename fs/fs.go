@@ -67,9 +67,12 @@ type Options struct {
 	ListHeadParallel int
 
 	ReadCacheSize int64 // bytes of blocks kept in memory (256 MiB)
-	BlockSize     int64 // read block size (1 MiB)
-	// MaxReadahead is the most blocks fetched ahead of a sequential reader.
-	MaxReadahead int
+	// BlockSize is the read cache's unit (1 MiB): what a random read
+	// fetches at least.
+	BlockSize int64
+	// MaxReadahead is the most blocks fetched ahead of a sequential reader
+	// (64 MiB worth), ReadaheadRun how many go in one request (4 MiB worth).
+	MaxReadahead, ReadaheadRun int
 	// FetchParallel bounds concurrent block fetches for the whole mount.
 	FetchParallel int
 
@@ -115,8 +118,11 @@ func (o *Options) setDefaults() {
 	if o.BlockSize <= 0 {
 		o.BlockSize = 1 << 20
 	}
+	if o.ReadaheadRun <= 0 {
+		o.ReadaheadRun = int(max(1, (4<<20)/o.BlockSize))
+	}
 	if o.MaxReadahead <= 0 {
-		o.MaxReadahead = 32
+		o.MaxReadahead = int(max(int64(o.ReadaheadRun), min(64<<20, o.ReadCacheSize/4)/o.BlockSize))
 	}
 	if o.FetchParallel <= 0 {
 		o.FetchParallel = 16

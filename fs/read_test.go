@@ -194,7 +194,8 @@ func TestLargeFileReadTwiceSecondFromCache(t *testing.T) {
 	r.putLarge("big", size)
 	r.mount(cfs.Options{ReadCacheSize: 64 << 20})
 	p := filepath.Join(r.mnt, "big")
-	blocks := int64(size / (1 << 20))
+	const bs = 1 << 20 // the mount's block size
+	blocks := int64(size / bs)
 	var evictedAfterPass1 int64
 	for pass := 1; pass <= 2; pass++ {
 		r.counter.reset()
@@ -204,17 +205,17 @@ func TestLargeFileReadTwiceSecondFromCache(t *testing.T) {
 		}
 		var evictedAtOpen int64
 		if pass == 2 {
-			evictedAtOpen = evictedBlocks(t, f, size, 1<<20)
+			evictedAtOpen = evictedBlocks(t, f, size, bs)
 		}
 		checkPattern(t, f, size)
 		if pass == 1 {
-			evictedAfterPass1 = evictedBlocks(t, f, size, 1<<20)
+			evictedAfterPass1 = evictedBlocks(t, f, size, bs)
 		}
 		f.Close()
 		gets := r.counter.gets.Load()
 		t.Logf("pass %d: %d GETs", pass, gets)
-		if pass == 1 && gets < blocks {
-			t.Errorf("first read sent %d GETs for %d blocks", gets, blocks)
+		if pass == 1 && (gets < blocks/4 || gets > blocks/2) {
+			t.Errorf("first read sent %d GETs for %d blocks; want sequential reads fetched in runs of blocks", gets, blocks)
 		}
 		if pass == 2 {
 			// Opening the unchanged object again must keep the page cache;

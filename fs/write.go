@@ -508,8 +508,14 @@ func (f *FS) fillFromBase(ctx context.Context, key string, wf *cache.WriteFile, 
 		return nil
 	}
 	bs := f.blocks.BlockSize()
+	run := int64(f.opt.ReadaheadRun)
 	for _, m := range wf.Missing(r) {
 		end := min(m.End(), base.size)
+		// Ask for the range in runs of blocks, one request each.
+		for i := m.Off / bs; i*bs < end; i += run {
+			n := min(run, (end-1)/bs-i+1)
+			f.blocks.Prefetch(cache.BlockKey{Key: key, ETag: base.etag, Index: i}, int(n), base.size)
+		}
 		for off := m.Off; off < end; {
 			idx := off / bs
 			b, err := f.blocks.Block(ctx, cache.BlockKey{Key: key, ETag: base.etag, Index: idx}, base.size)

@@ -132,7 +132,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fl.DurationVar(&c.statTTL, "stat-cache-ttl", time.Minute, "how long attributes and entries are cached")
 	fl.DurationVar(&c.negTTL, "negative-cache-ttl", 5*time.Second, "how long a missing name is remembered")
 	fl.Var(&c.readCacheSize, "read-cache-size", "memory for cached read blocks (default 256M)")
-	fl.Var(&c.blockSize, "read-block-size", "size of one ranged GET of the read cache (default 1M)")
+	fl.Var(&c.blockSize, "read-block-size", "unit of the read cache: the least a random read fetches (default 1M); sequential reads fetch 4M per request")
 	fl.BoolVar(&c.fastList, "fast-list", false, "attributes from listings alone: no HEAD while listing (mtime = upload time, default modes)")
 	fl.StringVar(&c.cacheDir, "cache-dir", "", "folder for write-back files (default a folder under the system's temp dir)")
 	fl.Var(&c.cacheSize, "cache-size", "disk space for write-back files (default 10G)")
