@@ -4,7 +4,9 @@ import (
 	"context"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -13,10 +15,31 @@ import (
 )
 
 // Dir is a directory: a key prefix, with or without a marker object.
+//
+// Lock order: mu guards completeUntil only.
 type Dir struct {
 	gofs.Inode
 	noXattrs
 	fsys *FS
+
+	mu sync.Mutex
+	// completeUntil: until then every name in the directory is known (from
+	// a full listing, or because this mount made it empty), so a lookup of
+	// an unknown name needs no request.
+	completeUntil time.Time
+}
+
+// markComplete records that every entry of d is known, for the stat TTL.
+func (d *Dir) markComplete() {
+	d.mu.Lock()
+	d.completeUntil = time.Now().Add(d.fsys.opt.StatTTL)
+	d.mu.Unlock()
+}
+
+func (d *Dir) complete() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return time.Now().Before(d.completeUntil)
 }
 
 var (
@@ -80,6 +103,10 @@ func (d *Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gof
 		out.SetAttrTimeout(d.fsys.opt.StatTTL)
 		return n.EmbeddedInode(), 0
 	}
+	if d.complete() && d.GetChild(name) == nil && !d.fsys.stats.known(key) {
+		// The listing (or this mount's mkdir) says it is not there.
+		return nil, syscall.ENOENT
+	}
 	m, errno := d.fsys.stat(ctx, key)
 	if errno != 0 {
 		return nil, errno
@@ -141,7 +168,10 @@ func (d *Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 			}
 			names[name] = syscall.S_IFDIR
 			key := prefix + name
-			if e, ok := f.stats.fresh(key); !ok || !e.exists || !e.meta.dir {
+			// Known now for another TTL (the listing answers lookups).
+			if e, ok := f.stats.fresh(key); ok && e.exists && e.meta.dir {
+				f.stats.put(key, e.meta, true, f.opt.StatTTL)
+			} else {
 				f.stats.put(key, f.dirMeta(f.mountTime), true, f.opt.StatTTL)
 			}
 		}
@@ -168,12 +198,16 @@ func (d *Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 			}
 			names[name] = syscall.S_IFREG
 			listed := f.metaFromListing(o)
-			if f.opt.FastList {
-				if _, ok := f.stats.fresh(o.Key); !ok {
-					f.stats.put(o.Key, listed, true, f.opt.StatTTL)
-				}
+			if e, ok := f.stats.fresh(o.Key); ok && e.exists && !e.meta.dir && e.meta.etag == o.ETag {
+				// Unchanged: what is cached holds for another TTL.
+				f.stats.put(o.Key, e.meta, true, f.opt.StatTTL)
 				continue
 			}
+			if f.opt.FastList {
+				f.stats.put(o.Key, listed, true, f.opt.StatTTL)
+				continue
+			}
+			f.stats.forgetIfResolved(o.Key)
 			if e, owner := f.stats.begin(o.Key); owner {
 				heads = append(heads, headJob{key: o.Key, e: e, listed: listed})
 			}
@@ -210,8 +244,15 @@ func (d *Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 		}
 		entries = append(entries, fuse.DirEntry{Name: n, Mode: mode})
 	}
+	if len(names) <= maxCompleteDir {
+		d.markComplete()
+	}
 	return gofs.NewListDirStream(entries), 0
 }
+
+// maxCompleteDir bounds the directories whose listing answers lookups of
+// absent names: every entry must stay in the stat cache meanwhile.
+const maxCompleteDir = 50000
 
 // validName applies the rules for keys that cannot be a file name here (see
 // docs/semantics.md): such keys are left out of the listing and logged once.

@@ -87,7 +87,9 @@ func (d *Dir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.Ent
 	f.fillAttr(m, &out.Attr)
 	out.SetEntryTimeout(f.opt.StatTTL)
 	out.SetAttrTimeout(f.opt.StatTTL)
-	return d.NewInode(ctx, &Dir{fsys: f}, gofs.StableAttr{Mode: syscall.S_IFDIR}), 0
+	nd := &Dir{fsys: f}
+	nd.markComplete() // made here, empty
+	return d.NewInode(ctx, nd, gofs.StableAttr{Mode: syscall.S_IFDIR}), 0
 }
 
 // Rmdir implements NodeRmdirer.

@@ -126,3 +126,21 @@ func (c *statCache) forgetPrefix(prefix string) {
 		}
 	}
 }
+
+// known reports whether anything is known of key: an answer not expired
+// (positive or negative) or one in flight.
+func (c *statCache) known(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.lru.Peek(key)
+	return ok && !e.failed && (e.pending() || c.now().Before(e.expires))
+}
+
+// forgetIfResolved drops key's answer unless a request for it is in flight.
+func (c *statCache) forgetIfResolved(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.lru.Peek(key); ok && !e.pending() {
+		c.lru.Remove(key)
+	}
+}

@@ -331,7 +331,7 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 	if st.mw != nil && st.mw.Key() != key {
 		// Streamed under a name the file no longer has (its directory
 		// was renamed): start over under the new one.
-		go st.mw.Abort(context.Background())
+		_ = st.mw.Abort(ctx)
 		st = stream{}
 	}
 	etag, err := n.fsys.upload(ctx, key, baseKey, ws.wf, base, st, size, meta)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand"
 	"os"
@@ -673,5 +674,38 @@ loop:
 	}
 	if got, _ := r.object("f"); !bytes.Equal(got, data) {
 		t.Fatalf("object has %d bytes, %d written", len(got), len(data))
+	}
+}
+
+func TestCreatingFilesInANewDirectorySendsNoLookups(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{})
+	d := filepath.Join(r.mnt, "new")
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r.counter.reset()
+	for i := 0; i < 20; i++ {
+		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%d", i)), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h, l := r.counter.heads.Load(), r.counter.lists.Load(); h != 0 || l != 0 {
+		t.Errorf("creating 20 files in a directory this mount just made sent %d HEAD and %d LIST", h, l)
+	}
+	// A listed directory answers lookups of absent names the same way.
+	os.WriteFile(filepath.Join(r.mnt, "top"), []byte("y"), 0o644)
+	if _, err := os.ReadDir(r.mnt); err != nil {
+		t.Fatal(err)
+	}
+	r.counter.reset()
+	if _, err := os.Stat(filepath.Join(r.mnt, "absent")); !os.IsNotExist(err) {
+		t.Fatalf("absent: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(r.mnt, "top")); err != nil || string(b) != "y" {
+		t.Fatalf("top: %q %v", b, err)
+	}
+	if h, l := r.counter.heads.Load(), r.counter.lists.Load(); h != 0 || l != 0 {
+		t.Errorf("lookups in a freshly listed directory sent %d HEAD and %d LIST", h, l)
 	}
 }
