@@ -47,8 +47,8 @@ else
 	LS_N=10000 TREE_DIRS=1000 TREE_PER_DIR=20
 	SMALL_DIRS=50 SMALL_PER_DIR=40 TAR_SCALE=1
 	SMALL_DIRS_REGION=10 TAR_SCALE_REGION=4
-	RAND_TIME=5 WARM_REGION=64 RUNS=${RUNS:-3}
-	LIMIT=120 LIMIT_REGION=90
+	RAND_TIME=4 WARM_REGION=64 RUNS=${RUNS:-3}
+	LIMIT=90 LIMIT_REGION=60
 fi
 REGION_DELAY=10ms
 
@@ -232,7 +232,7 @@ make_archive() {
 # file system still starts from a fresh bucket).
 populate_template() {
 	log "populating the fixture bucket (big object, fio files, $LS_N + $((TREE_DIRS * TREE_PER_DIR)) small objects)"
-	AWS_ACCESS_KEY_ID=$VGW_ACCESS AWS_SECRET_ACCESS_KEY=$VGW_SECRET "$HB/rawclient" populate \
+	AWS_ACCESS_KEY_ID=$VGW_ACCESS AWS_SECRET_ACCESS_KEY=$VGW_SECRET timeout 900 "$HB/rawclient" populate \
 		-endpoint "$VGW_ENDPOINT" -bucket bench-template -big "$BIG" -fio "$FIO_FILE" \
 		-ls "$LS_N" -dirs "$TREE_DIRS" -per-dir "$TREE_PER_DIR" 2>>"$LOGS/rawclient.log"
 }
@@ -318,11 +318,16 @@ umount_fs() {
 		timeout 60 umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
 	fi
 	for i in $(seq 1 600); do
-		kill -0 "$FS_PID" 2>/dev/null || return 0
+		kill -0 "$FS_PID" 2>/dev/null || break
 		sleep 0.1
 	done
-	log "  process $FS_PID did not end after unmount; killing it"
-	kill -9 "$FS_PID" 2>/dev/null || true
+	if kill -0 "$FS_PID" 2>/dev/null; then
+		log "  process $FS_PID did not end after unmount; killing it"
+		kill -9 "$FS_PID" 2>/dev/null || true
+	fi
+	# Drop the write-back files now, so that the next drop_caches does not
+	# spend its sync writing them to disk.
+	rm -rf "${WORK:?}"/cache-*/* 2>/dev/null || true
 }
 
 reset_peak_rss() { echo 5 >"/proc/$FS_PID/clear_refs" 2>/dev/null || true; }
@@ -419,9 +424,10 @@ group_write() {
 }
 
 # wait_object_cmd KEY: a command that waits until KEY has all its bytes in the
-# bucket, asked of the server directly (not counted by the proxy).
+# bucket, asked of the server directly (not counted by the proxy). The keys
+# reach it through the environment (exported in main), never its arguments.
 wait_object_cmd() {
-	echo "AWS_ACCESS_KEY_ID=$VGW_ACCESS AWS_SECRET_ACCESS_KEY=$VGW_SECRET $HB/rawclient wait -endpoint $VGW_ENDPOINT -bucket $BUCKET -key $1 -size $WRITE"
+	echo "$HB/rawclient wait -endpoint $VGW_ENDPOINT -bucket $BUCKET -key $1 -size $WRITE"
 }
 
 # 3: first 4 KiB on a cold mount, random reads cold, then on cached blocks.
@@ -527,13 +533,13 @@ run_raw() {
 	log "[$PROFILE] raw client"
 	fresh_bucket
 	requests - x 0
-	AWS_ACCESS_KEY_ID=$VGW_ACCESS AWS_SECRET_ACCESS_KEY=$VGW_SECRET "$HB/rawclient" ceiling \
+	AWS_ACCESS_KEY_ID=$VGW_ACCESS AWS_SECRET_ACCESS_KEY=$VGW_SECRET timeout 900 "$HB/rawclient" ceiling \
 		-endpoint "$ENDPOINT" -bucket "$BUCKET" -profile "$PROFILE" \
 		-runs "$(runs_of raw)" -rand-time "${RAND_TIME}s" -out "$RAW" 2>>"$LOGS/rawclient.log" || log "raw client ceiling failed"
 	local w src
 	for w in cp-r tar; do
 		[ $w = cp-r ] && src=$SMALL_SRC || src=$TAR_SRC
-		AWS_ACCESS_KEY_ID=$VGW_ACCESS AWS_SECRET_ACCESS_KEY=$VGW_SECRET "$HB/rawclient" putdir \
+		AWS_ACCESS_KEY_ID=$VGW_ACCESS AWS_SECRET_ACCESS_KEY=$VGW_SECRET timeout 300 "$HB/rawclient" putdir \
 			-endpoint "$ENDPOINT" -bucket "$BUCKET" -profile "$PROFILE" -runs "$(runs_of raw)" \
 			-workload $w -prefix "bench/raw-$w/" -out "$RAW" "$src" 2>>"$LOGS/rawclient.log" || log "raw client $w failed"
 	done
@@ -566,6 +572,7 @@ START=$(now)
 setup
 machine_info
 start_versitygw "$WORK/data" "$LOGS/versitygw.log"
+export AWS_ACCESS_KEY_ID=$VGW_ACCESS AWS_SECRET_ACCESS_KEY=$VGW_SECRET
 printf '%s:%s\n' "$VGW_ACCESS" "$VGW_SECRET" >"$WORK/s3fs.passwd"
 chmod 600 "$WORK/s3fs.passwd"
 make_local_files
