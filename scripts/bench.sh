@@ -84,7 +84,7 @@ cleanup() {
 	exit $rc
 }
 trap cleanup EXIT
-trap 'log interrupted; exit 130' INT TERM
+trap 'log interrupted; exit 130' INT TERM HUP
 
 # ---------------------------------------------------------------- helpers
 
