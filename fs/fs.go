@@ -227,6 +227,9 @@ func (f *FS) MountOptions() *gofs.Options {
 			// Enough background requests for the kernel's readahead of a
 			// few files to be in flight at once.
 			MaxBackground: 64,
+			// Reads are answered from byte slices: splicing only costs a
+			// failed attempt to grow a pipe to 1 MiB per read.
+			DisableSplice: true,
 			PanicHandler: func(v any) fuse.Status {
 				f.log.Error("internal error answered with EIO", "panic", v)
 				return fuse.EIO
