@@ -86,6 +86,7 @@ func main() {
 			MaxWrite:      1 << 20,
 			MaxReadAhead:  1 << 20,
 			MaxBackground: 64,
+			DisableSplice: true,
 			DirectMount:   os.Geteuid() == 0,
 			FsName:        "fuseceiling",
 			Name:          "fuseceiling",
