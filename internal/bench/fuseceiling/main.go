@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/signal"
 	"path"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +26,8 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"cosmount/internal/units"
 )
 
 type fileFlags []string
@@ -47,7 +48,7 @@ func main() {
 	var biggest int64
 	for _, f := range files {
 		p, s, ok := strings.Cut(f, "=")
-		n, err := parseSize(s)
+		n, err := units.ParseSize(s)
 		if !ok || err != nil || p == "" {
 			log.Fatalf("fuseceiling: bad -file %q", f)
 		}
@@ -122,26 +123,6 @@ func raiseReadahead(mnt string) {
 	if err := os.WriteFile(p, []byte("16384"), 0o644); err != nil {
 		log.Printf("fuseceiling: readahead left at its default: %v", err)
 	}
-}
-
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	t := strings.ToUpper(strings.TrimSuffix(strings.TrimSuffix(s, "iB"), "B"))
-	if t != "" {
-		switch t[len(t)-1] {
-		case 'K':
-			mult = 1 << 10
-		case 'M':
-			mult = 1 << 20
-		case 'G':
-			mult = 1 << 30
-		}
-		if mult > 1 {
-			t = t[:len(t)-1]
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	return n * mult, err
 }
 
 // dir is an in-memory directory in which files and directories can be made.

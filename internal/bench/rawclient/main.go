@@ -18,10 +18,10 @@ import (
 	"log"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"cosmount/auth"
+	"cosmount/internal/units"
 	"cosmount/transport"
 )
 
@@ -120,26 +120,11 @@ type sizeFlag int64
 
 func (s *sizeFlag) String() string { return strconv.FormatInt(int64(*s), 10) }
 func (s *sizeFlag) Set(v string) error {
-	t := strings.ToUpper(v)
-	mult := int64(1)
-	if t != "" {
-		switch t[len(t)-1] {
-		case 'K':
-			mult = 1 << 10
-		case 'M':
-			mult = 1 << 20
-		case 'G':
-			mult = 1 << 30
-		}
-		if mult > 1 {
-			t = t[:len(t)-1]
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
+	n, err := units.ParseSize(v)
 	if err != nil {
 		return err
 	}
-	*s = sizeFlag(n * mult)
+	*s = sizeFlag(n)
 	return nil
 }
 
