@@ -2,8 +2,8 @@
 // reads (an LRU of fixed-size blocks bounded in bytes) and write-back files
 // for writes.
 //
-// Lock order: BlockCache.mu guards the pending map only; it is never held
-// while a block is fetched, nor while the LRU's own lock is taken.
+// Lock order: BlockCache.mu guards the LRU, the pending map, the pins and the
+// free buffers; it is never held while a block is fetched.
 package cache
 
 import (
@@ -14,7 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
 // BlockKey names one block of one version of an object.
@@ -28,23 +28,53 @@ type BlockKey struct {
 // starting at off. It returns a stream the cache reads fully and closes.
 type Fetcher func(ctx context.Context, key, etag string, off, length int64) (io.ReadCloser, error)
 
-// pendingBlock is a block being fetched; done closes when data or err is set.
+// block is one buffer of the cache. Its bytes are reused for another block
+// once it is neither in the LRU nor pinned by a reader.
+type block struct {
+	data   []byte
+	pins   int  // readers holding it (under BlockCache.mu)
+	cached bool // in the LRU (under BlockCache.mu)
+}
+
+// pendingBlock is a block being fetched; done closes when blk or err is set.
 type pendingBlock struct {
 	done chan struct{}
-	data []byte
+	blk  *block
 	err  error
+	// waiters are readers blocked on it; each gets a pin when it arrives.
+	waiters int
 	// prefetch: fetched by a readahead run, whose failure a reader retries
 	// on its own rather than reports.
 	prefetch bool
 }
 
-// BlockCache is an LRU of fixed-size blocks, bounded in bytes: it holds at
-// most MaxBytes/BlockSize blocks and no block is larger than BlockSize.
+// Ref is a block pinned in memory: its bytes stay valid and unchanged until
+// Release, whatever the cache evicts meanwhile. Release it exactly once.
+type Ref struct {
+	c *BlockCache
+	b *block
+}
+
+// Data is the block's bytes; they must not be modified.
+func (r Ref) Data() []byte { return r.b.data }
+
+// Release unpins the block.
+func (r Ref) Release() {
+	r.c.mu.Lock()
+	r.c.unpinLocked(r.b)
+	r.c.mu.Unlock()
+}
+
+// BlockCache is an LRU of fixed-size blocks, bounded in bytes: the buffers
+// of cached blocks, blocks being fetched and blocks pinned by readers number
+// at most MaxBytes/BlockSize (more only while every one of them is pinned or
+// in flight). Buffers are reused rather than left to the garbage collector,
+// so a long sequential read allocates nothing once the cache is full.
 // Concurrent requests for one block cause one fetch; readahead fetches a run
 // of consecutive blocks with one request.
 type BlockCache struct {
 	blockSize int64
-	lru       *lru.Cache[BlockKey, []byte]
+	slots     int // buffers allowed
 	fetch     Fetcher
 	// fetchCtx bounds fetches: one waiter giving up must not cancel the
 	// fetch others wait for.
@@ -52,8 +82,11 @@ type BlockCache struct {
 	sem      chan struct{} // requests in flight
 	pf       chan struct{} // readahead runs queued or in flight
 
-	mu      sync.Mutex
-	pending map[BlockKey]*pendingBlock
+	mu        sync.Mutex
+	lru       *simplelru.LRU[BlockKey, *block]
+	pending   map[BlockKey]*pendingBlock
+	free      [][]byte // buffers ready for reuse
+	allocated int      // buffers alive: cached, pending, pinned or free
 
 	hits, misses, fetches atomic.Int64
 }
@@ -86,19 +119,21 @@ func NewBlockCache(fetch Fetcher, opt BlockCacheOptions) (*BlockCache, error) {
 	if n < 2 {
 		return nil, fmt.Errorf("read cache of %d bytes holds fewer than two blocks of %d bytes", opt.MaxBytes, opt.BlockSize)
 	}
-	l, err := lru.New[BlockKey, []byte](n)
-	if err != nil {
-		return nil, err
-	}
-	return &BlockCache{
+	c := &BlockCache{
 		blockSize: opt.BlockSize,
-		lru:       l,
+		slots:     n,
 		fetch:     fetch,
 		fetchCtx:  opt.Context,
 		sem:       make(chan struct{}, opt.MaxFetches),
 		pf:        make(chan struct{}, opt.MaxFetches),
 		pending:   map[BlockKey]*pendingBlock{},
-	}, nil
+	}
+	l, err := simplelru.NewLRU(n, c.evicted)
+	if err != nil {
+		return nil, err
+	}
+	c.lru = l
+	return c, nil
 }
 
 // BlockSize is the size of every block but an object's last.
@@ -109,38 +144,104 @@ func (c *BlockCache) Stats() (hits, misses, fetches int64) {
 	return c.hits.Load(), c.misses.Load(), c.fetches.Load()
 }
 
-// Cached reports whether block k is in the cache.
-func (c *BlockCache) Cached(k BlockKey) bool { return c.lru.Contains(k) }
+// Buffers reports how many block buffers exist and how many the bound
+// allows.
+func (c *BlockCache) Buffers() (allocated, allowed int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.allocated, c.slots
+}
 
-// Block returns block k of an object of objSize bytes, fetching it when it is
-// not cached. The returned slice must not be modified.
-func (c *BlockCache) Block(ctx context.Context, k BlockKey, objSize int64) ([]byte, error) {
-	for attempt := 0; ; attempt++ {
-		if b, ok := c.lru.Get(k); ok {
-			c.hits.Add(1)
-			return b, nil
+// Cached reports whether block k is in the cache.
+func (c *BlockCache) Cached(k BlockKey) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lru.Contains(k)
+}
+
+// evicted runs under c.mu when the LRU drops a block.
+func (c *BlockCache) evicted(_ BlockKey, b *block) {
+	b.cached = false
+	if b.pins == 0 {
+		c.putLocked(b.data)
+	}
+}
+
+func (c *BlockCache) unpinLocked(b *block) {
+	b.pins--
+	if b.pins == 0 && !b.cached {
+		c.putLocked(b.data)
+	}
+}
+
+// putLocked returns a buffer for reuse, or to the garbage collector when
+// more exist than the bound allows.
+func (c *BlockCache) putLocked(buf []byte) {
+	if c.allocated > c.slots {
+		c.allocated--
+		return
+	}
+	c.free = append(c.free, buf[:cap(buf)])
+}
+
+// getLocked hands out a buffer: a free one, a new one while under the
+// bound, else the least recently used block's.
+func (c *BlockCache) getLocked() []byte {
+	for {
+		if n := len(c.free); n > 0 {
+			buf := c.free[n-1]
+			c.free = c.free[:n-1]
+			return buf
 		}
+		if c.allocated < c.slots || c.lru.Len() == 0 {
+			// Under the bound, or every buffer pinned or in flight.
+			c.allocated++
+			return make([]byte, c.blockSize)
+		}
+		c.lru.RemoveOldest() // frees its buffer unless a reader holds it
+	}
+}
+
+// Block returns block k of an object of objSize bytes, pinned, fetching it
+// when it is not cached.
+func (c *BlockCache) Block(ctx context.Context, k BlockKey, objSize int64) (Ref, error) {
+	for attempt := 0; ; attempt++ {
 		c.mu.Lock()
+		if b, ok := c.lru.Get(k); ok {
+			b.pins++
+			c.mu.Unlock()
+			c.hits.Add(1)
+			return Ref{c, b}, nil
+		}
 		p, ok := c.pending[k]
 		if !ok {
 			p = &pendingBlock{done: make(chan struct{})}
 			c.pending[k] = p
-			c.mu.Unlock()
 			c.misses.Add(1)
 			go c.fetchRun(k, 1, objSize, []*pendingBlock{p})
-		} else {
-			c.mu.Unlock()
 		}
+		p.waiters++
+		c.mu.Unlock()
 		select {
 		case <-p.done:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			c.mu.Lock()
+			select {
+			case <-p.done:
+				if p.err == nil {
+					c.unpinLocked(p.blk) // the pin it was given
+				}
+			default:
+				p.waiters--
+			}
+			c.mu.Unlock()
+			return Ref{}, ctx.Err()
 		}
 		if p.err == nil {
-			return p.data, nil
+			return Ref{c, p.blk}, nil
 		}
 		if !p.prefetch || attempt > 0 {
-			return nil, p.err
+			return Ref{}, p.err
 		}
 		// A readahead run failed: fetch the block on its own.
 	}
@@ -185,16 +286,24 @@ func (c *BlockCache) Prefetch(k BlockKey, n int, objSize int64) {
 // fetchRun fetches blocks first..first+n-1 with one request, publishing each
 // block as soon as its bytes are in.
 func (c *BlockCache) fetchRun(first BlockKey, n int, objSize int64, run []*pendingBlock) {
-	finish := func(i int, data []byte, err error) {
+	finish := func(i int, buf []byte, err error) {
 		k := BlockKey{first.Key, first.ETag, first.Index + int64(i)}
-		if err == nil {
-			c.lru.Add(k, data)
-		}
+		p := run[i]
 		c.mu.Lock()
+		if err == nil {
+			b := &block{data: buf, pins: p.waiters, cached: true}
+			c.lru.Remove(k) // never two buffers under one key
+			c.lru.Add(k, b)
+			p.blk = b
+		} else {
+			p.err = err
+			if buf != nil {
+				c.putLocked(buf)
+			}
+		}
 		delete(c.pending, k)
+		close(p.done)
 		c.mu.Unlock()
-		run[i].data, run[i].err = data, err
-		close(run[i].done)
 	}
 	done := 0
 	fail := func(err error) {
@@ -224,11 +333,15 @@ func (c *BlockCache) fetchRun(first BlockKey, n int, objSize int64, run []*pendi
 	defer rc.Close()
 	for ; done < n; done++ {
 		bo := off + int64(done)*c.blockSize
-		buf := make([]byte, min(c.blockSize, objSize-bo))
+		c.mu.Lock()
+		buf := c.getLocked()[:min(c.blockSize, objSize-bo)]
+		c.mu.Unlock()
 		if _, err := io.ReadFull(rc, buf); err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 				err = fmt.Errorf("block %d of %q: object shorter than expected: %w", first.Index+int64(done), first.Key, io.ErrUnexpectedEOF)
 			}
+			finish(done, buf, err)
+			done++
 			fail(err)
 			return
 		}
@@ -238,6 +351,8 @@ func (c *BlockCache) fetchRun(first BlockKey, n int, objSize int64, run []*pendi
 
 // Invalidate drops every cached block of key (all versions).
 func (c *BlockCache) Invalidate(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, k := range c.lru.Keys() {
 		if k.Key == key {
 			c.lru.Remove(k)
@@ -246,4 +361,8 @@ func (c *BlockCache) Invalidate(key string) {
 }
 
 // Purge drops every block.
-func (c *BlockCache) Purge() { c.lru.Purge() }
+func (c *BlockCache) Purge() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lru.Purge()
+}

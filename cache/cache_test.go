@@ -54,10 +54,15 @@ func TestBlockCacheOneFetchPerBlockAndBound(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b, err := c.Block(context.Background(), BlockKey{"k", "e", 3}, int64(len(data)))
-			if err != nil || !bytes.Equal(b, data[3<<10:4<<10]) {
+			r, err := c.Block(context.Background(), BlockKey{"k", "e", 3}, int64(len(data)))
+			if err != nil {
 				t.Errorf("block 3: %v", err)
+				return
 			}
+			if !bytes.Equal(r.Data(), data[3<<10:4<<10]) {
+				t.Errorf("block 3: wrong bytes")
+			}
+			r.Release()
 		}()
 	}
 	wg.Wait()
@@ -65,16 +70,93 @@ func TestBlockCacheOneFetchPerBlockAndBound(t *testing.T) {
 		t.Fatalf("20 concurrent readers of one block caused %d fetches", n)
 	}
 	for i := int64(0); i < 10; i++ {
-		b, err := c.Block(context.Background(), BlockKey{"k", "e", i}, int64(len(data)))
-		if err != nil || !bytes.Equal(b, data[i<<10:(i+1)<<10]) {
+		r, err := c.Block(context.Background(), BlockKey{"k", "e", i}, int64(len(data)))
+		if err != nil || !bytes.Equal(r.Data(), data[i<<10:(i+1)<<10]) {
 			t.Fatalf("block %d: %v", i, err)
 		}
+		r.Release()
+	}
+	if a, allowed := c.Buffers(); a > allowed {
+		t.Fatalf("%d buffers for a bound of %d", a, allowed)
 	}
 	if n := c.lru.Len(); n > 4 {
 		t.Fatalf("%d blocks cached, bound is 4", n)
 	}
 	if _, err := c.Block(context.Background(), BlockKey{"k", "e", 10}, int64(len(data))); err == nil {
 		t.Fatal("a block past the end was served")
+	}
+}
+
+// A pinned block keeps its bytes while the cache churns through many
+// others, and buffers are reused: no more exist than the bound once the pins
+// are gone.
+func TestBlockCachePinsAndReusesBuffers(t *testing.T) {
+	const bs, nblocks = 1 << 10, 200
+	data := make([]byte, bs*nblocks)
+	for i := range data {
+		data[i] = byte(i*13 + i/bs)
+	}
+	fetch := func(ctx context.Context, key, etag string, off, n int64) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(data[off : off+n])), nil
+	}
+	c, err := NewBlockCache(fetch, BlockCacheOptions{BlockSize: bs, MaxBytes: 4 * bs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	size := int64(len(data))
+	held, err := c.Block(ctx, BlockKey{"k", "e", 7}, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int64(g); i < nblocks; i += 4 {
+				if i%16 == 0 {
+					c.Prefetch(BlockKey{"k", "e", i}, 8, size)
+				}
+				r, err := c.Block(ctx, BlockKey{"k", "e", i}, size)
+				if err != nil {
+					t.Errorf("block %d: %v", i, err)
+					return
+				}
+				if !bytes.Equal(r.Data(), data[i*bs:(i+1)*bs]) {
+					t.Errorf("block %d: wrong bytes", i)
+				}
+				r.Release()
+			}
+		}()
+	}
+	wg.Wait()
+	if !bytes.Equal(held.Data(), data[7*bs:8*bs]) {
+		t.Fatal("a pinned block's bytes changed while the cache churned")
+	}
+	held.Release()
+	// Let readahead runs still in flight finish, then fill the cache again.
+	for i := 0; i < 100; i++ {
+		c.mu.Lock()
+		n := len(c.pending)
+		c.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := int64(0); i < 8; i++ {
+		r, err := c.Block(ctx, BlockKey{"k", "e", i}, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Release()
+	}
+	if a, allowed := c.Buffers(); a > allowed {
+		t.Fatalf("%d buffers alive after the churn, bound is %d", a, allowed)
+	}
+	if _, _, fetches := c.Stats(); fetches == 0 || fetches >= nblocks+8 {
+		t.Fatalf("%d requests for %d blocks read, some in runs of 8", fetches, nblocks+8)
 	}
 }
 

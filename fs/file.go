@@ -285,26 +285,54 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		h.fsys.blocks.Prefetch(cache.BlockKey{Key: h.key, ETag: h.etag, Index: first}, int(last-first+1), h.size)
 	}
 	h.readahead(off, end, last)
-	if first == last {
-		// Served straight from the cached block, without a copy.
-		b, err := h.block(ctx, first)
-		if err != nil {
-			return nil, h.fsys.errno("read", h.key, err)
-		}
-		lo := off - first*bs
-		return fuse.ReadResultData(b[lo : lo+(end-off)]), 0
-	}
-	got := 0
+	res := &blocksResult{refs: make([]cache.Ref, 0, last-first+1), slices: make([][]byte, 0, last-first+1)}
 	for i := first; i <= last; i++ {
-		b, err := h.block(ctx, i)
+		r, err := h.block(ctx, i)
 		if err != nil {
+			res.Done()
 			return nil, h.fsys.errno("read", h.key, err)
 		}
+		b := r.Data()
 		lo := max(off-i*bs, 0)
 		hi := min(end-i*bs, int64(len(b)))
-		got += copy(dest[got:], b[lo:hi])
+		res.refs = append(res.refs, r)
+		res.slices = append(res.slices, b[lo:hi])
 	}
-	return fuse.ReadResultData(dest[:got]), 0
+	return res, 0
+}
+
+// blocksResult answers a read with slices of cached blocks, pinned until
+// go-fuse has written them to the kernel (Done): no copy, and the cache
+// cannot reuse a buffer that is still being sent.
+type blocksResult struct {
+	refs   []cache.Ref
+	slices [][]byte
+}
+
+func (r *blocksResult) Size() int {
+	n := 0
+	for _, s := range r.slices {
+		n += len(s)
+	}
+	return n
+}
+
+// Slices lets go-fuse write the blocks with one writev.
+func (r *blocksResult) Slices() ([][]byte, fuse.Status) { return r.slices, fuse.OK }
+
+func (r *blocksResult) Bytes(buf []byte) ([]byte, fuse.Status) {
+	buf = buf[:0]
+	for _, s := range r.slices {
+		buf = append(buf, s...)
+	}
+	return buf, fuse.OK
+}
+
+func (r *blocksResult) Done() {
+	for _, ref := range r.refs {
+		ref.Release()
+	}
+	r.refs = nil
 }
 
 // readLocal reads a file being written from its local copy, fetching what
@@ -398,7 +426,7 @@ func (n *File) release() {
 	n.ws = nil
 }
 
-func (h *handle) block(ctx context.Context, i int64) ([]byte, error) {
+func (h *handle) block(ctx context.Context, i int64) (cache.Ref, error) {
 	return h.fsys.blocks.Block(ctx, cache.BlockKey{Key: h.key, ETag: h.etag, Index: i}, h.size)
 }
 

@@ -67,7 +67,7 @@ type Options struct {
 	ListHeadParallel int
 
 	ReadCacheSize int64 // bytes of blocks kept in memory (256 MiB)
-	// BlockSize is the read cache's unit (1 MiB): what a random read
+	// BlockSize is the read cache's unit (256 KiB): what a random read
 	// fetches at least.
 	BlockSize int64
 	// MaxReadahead is the most blocks fetched ahead of a sequential reader
@@ -116,7 +116,7 @@ func (o *Options) setDefaults() {
 		o.ReadCacheSize = 256 << 20
 	}
 	if o.BlockSize <= 0 {
-		o.BlockSize = 1 << 20
+		o.BlockSize = 256 << 10
 	}
 	if o.ReadaheadRun <= 0 {
 		o.ReadaheadRun = int(max(1, (4<<20)/o.BlockSize))
@@ -230,6 +230,9 @@ func (f *FS) MountOptions() *gofs.Options {
 			// Reads are answered from byte slices: splicing only costs a
 			// failed attempt to grow a pipe to 1 MiB per read.
 			DisableSplice: true,
+			// O_DIRECT readers (databases, fio) keep several reads in
+			// flight on one descriptor instead of one at a time.
+			ExtraCapabilities: fuse.CAP_ASYNC_DIO,
 			PanicHandler: func(v any) fuse.Status {
 				f.log.Error("internal error answered with EIO", "panic", v)
 				return fuse.EIO

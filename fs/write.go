@@ -518,13 +518,16 @@ func (f *FS) fillFromBase(ctx context.Context, key string, wf *cache.WriteFile, 
 		}
 		for off := m.Off; off < end; {
 			idx := off / bs
-			b, err := f.blocks.Block(ctx, cache.BlockKey{Key: key, ETag: base.etag, Index: idx}, base.size)
+			r, err := f.blocks.Block(ctx, cache.BlockKey{Key: key, ETag: base.etag, Index: idx}, base.size)
 			if err != nil {
 				return err
 			}
+			b := r.Data()
 			lo := off - idx*bs
 			hi := min(int64(len(b)), end-idx*bs)
-			if err := wf.Fill(b[lo:hi], off); err != nil {
+			err = wf.Fill(b[lo:hi], off)
+			r.Release()
+			if err != nil {
 				return err
 			}
 			off = idx*bs + hi

@@ -116,7 +116,8 @@ func New(cfg Config) (*Client, error) {
 // DefaultTransport is the tuned http.Transport a Client uses when
 // Config.HTTPClient is nil: many idle connections per host (parallel part
 // uploads and readahead), HTTP/1.1 only, no transparent gzip (bodies are
-// byte ranges), and large socket buffers.
+// byte ranges), a large write buffer, and a read buffer smaller than a
+// read block, so that block reads go from the socket straight into the block.
 func DefaultTransport() *http.Transport {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
@@ -131,7 +132,7 @@ func DefaultTransport() *http.Transport {
 		ForceAttemptHTTP2:     false,
 		TLSNextProto:          map[string]func(string, *tls.Conn) http.RoundTripper{},
 		WriteBufferSize:       256 << 10,
-		ReadBufferSize:        256 << 10,
+		ReadBufferSize:        64 << 10, // reads of a block or more go straight into it
 	}
 }
 

@@ -72,7 +72,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Errorf("s3: %v %d %v %s", c.Flavor(), c.maxRetries, c.timeout, c.region)
 	}
 	tr := DefaultTransport()
-	if tr.MaxIdleConnsPerHost < 64 || !tr.DisableCompression || tr.WriteBufferSize < 256<<10 || tr.ReadBufferSize < 256<<10 || tr.TLSNextProto == nil {
+	if tr.MaxIdleConnsPerHost < 64 || !tr.DisableCompression || tr.WriteBufferSize < 256<<10 || tr.ReadBufferSize > 64<<10 || tr.TLSNextProto == nil {
 		t.Errorf("default transport: %+v", tr)
 	}
 }

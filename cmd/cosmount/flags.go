@@ -42,6 +42,7 @@ type config struct {
 
 	foreground, debugFUSE bool
 	logLevel, logFile     string
+	cpuProfile            string
 
 	creds *credFlags
 }
@@ -106,7 +107,7 @@ flags:
 // parseArgs reads the command line; flags may come before or after the
 // positional arguments.
 func parseArgs(args []string, stderr io.Writer) (*config, error) {
-	c := &config{fileMode: 0o644, dirMode: 0o755, readCacheSize: 256 << 20, blockSize: 1 << 20}
+	c := &config{fileMode: 0o644, dirMode: 0o755, readCacheSize: 256 << 20, blockSize: 256 << 10}
 	fl := flag.NewFlagSet("cosmount", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	fl.Usage = func() {
@@ -132,7 +133,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fl.DurationVar(&c.statTTL, "stat-cache-ttl", time.Minute, "how long attributes and entries are cached")
 	fl.DurationVar(&c.negTTL, "negative-cache-ttl", 5*time.Second, "how long a missing name is remembered")
 	fl.Var(&c.readCacheSize, "read-cache-size", "memory for cached read blocks (default 256M)")
-	fl.Var(&c.blockSize, "read-block-size", "unit of the read cache: the least a random read fetches (default 1M); sequential reads fetch 4M per request")
+	fl.Var(&c.blockSize, "read-block-size", "unit of the read cache: the least a random read fetches (default 256K); sequential reads fetch 4M per request")
 	fl.BoolVar(&c.fastList, "fast-list", false, "attributes from listings alone: no HEAD while listing (mtime = upload time, default modes)")
 	fl.StringVar(&c.cacheDir, "cache-dir", "", "folder for write-back files (default a folder under the system's temp dir)")
 	fl.Var(&c.cacheSize, "cache-size", "disk space for write-back files (default 10G)")
@@ -146,6 +147,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fl.DurationVar(&c.writeBackDelay, "write-back-delay", 0, "0: close waits for the upload; else close returns once the data is safe in the cache dir and the upload starts this long after (crash-safe journal)")
 	fl.BoolVar(&c.foreground, "foreground", false, "stay attached; log to stderr")
 	fl.BoolVar(&c.debugFUSE, "debug-fuse", false, "log every FUSE request")
+	fl.StringVar(&c.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the whole mount to this file (for debugging)")
 	fl.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&c.logFile, "log-file", "", "log here (default stderr in the foreground, nothing in the background)")
 

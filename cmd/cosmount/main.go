@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -196,6 +197,13 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 		return fmt.Errorf("mount %s: %w", c.mountpoint, err)
 	}
 	raiseReadahead(c.mountpoint, logger)
+	if c.cpuProfile != "" {
+		if stop, err := startCPUProfile(c.cpuProfile); err != nil {
+			logger.Warn("no CPU profile", "err", err)
+		} else {
+			defer stop()
+		}
+	}
 	logger.Info("mounted", "bucket", c.bucket, "prefix", c.prefix, "mountpoint", c.mountpoint)
 	ready("")
 
@@ -243,4 +251,17 @@ func raiseReadahead(mountpoint string, logger *slog.Logger) {
 	if err := os.WriteFile(p, []byte("16384"), 0o644); err != nil {
 		logger.Debug("kernel readahead left at its default", "err", err)
 	}
+}
+
+// startCPUProfile profiles the process until the returned function runs.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

@@ -27,6 +27,7 @@ import (
 //	first-4k            4 KiB ranged GET on a new connection  ms
 //	randread-4k-*, randread-128k-*   16 ranged GETs in flight for -rand-time: IOPS, p99 ms
 //	ls                  paged LIST of bench/ls/ with delimiter   s
+//	ls-head             that LIST, then a HEAD of every key, 64 in flight  s
 //	find                paged LIST of bench/tree/, no delimiter  s
 func ceiling(args []string) error {
 	var c common
@@ -95,6 +96,9 @@ func ceiling(args []string) error {
 			t := time.Now()
 			_, err := listAll(ctx, cl, prefixLs, "/")
 			c.emit("ls", run, time.Since(t).Seconds(), "s", err)
+			t = time.Now()
+			err = listAndHead(ctx, cl, prefixLs, 64)
+			c.emit("ls-head", run, time.Since(t).Seconds(), "s", err)
 			t = time.Now()
 			_, err = listAll(ctx, cl, prefixTr, "")
 			c.emit("find", run, time.Since(t).Seconds(), "s", err)
@@ -170,6 +174,31 @@ func randomReads(ctx context.Context, cl *transport.Client, key string, size, bs
 	slices.Sort(lat)
 	p99 := lat[min(len(lat)-1, len(lat)*99/100)]
 	return float64(len(lat)) / el.Seconds(), float64(p99.Microseconds()) / 1000, firstErr
+}
+
+// listAndHead lists prefix and sends a HEAD for every key, parallel at
+// once: the requests a file system needs for exact attributes of a
+// directory's entries.
+func listAndHead(ctx context.Context, cl *transport.Client, prefix string, parallel int) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
+	token := ""
+	for {
+		out, err := cl.List(ctx, &transport.ListInput{Prefix: prefix, Delimiter: "/", Token: token})
+		if err != nil {
+			return errors.Join(err, g.Wait())
+		}
+		for _, o := range out.Objects {
+			g.Go(func() error {
+				_, err := cl.Head(gctx, &transport.HeadInput{Key: o.Key})
+				return err
+			})
+		}
+		if out.NextToken == "" {
+			return g.Wait()
+		}
+		token = out.NextToken
+	}
 }
 
 func listAll(ctx context.Context, cl *transport.Client, prefix, delim string) (int, error) {
