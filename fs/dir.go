@@ -42,6 +42,16 @@ func (d *Dir) complete() bool {
 	return time.Now().Before(d.completeUntil)
 }
 
+// statChild is FS.stat of the entry name (whose key is key), answered
+// without a request when d's listing (or this mount's mkdir) says it is
+// not there.
+func (d *Dir) statChild(ctx context.Context, name, key string) (objMeta, syscall.Errno) {
+	if d.complete() && d.GetChild(name) == nil && !d.fsys.stats.known(key) {
+		return objMeta{}, syscall.ENOENT
+	}
+	return d.fsys.stat(ctx, key)
+}
+
 var (
 	_ = (gofs.NodeLookuper)((*Dir)(nil))
 	_ = (gofs.NodeReaddirer)((*Dir)(nil))
@@ -103,11 +113,7 @@ func (d *Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gof
 		out.SetAttrTimeout(d.fsys.opt.StatTTL)
 		return n.EmbeddedInode(), 0
 	}
-	if d.complete() && d.GetChild(name) == nil && !d.fsys.stats.known(key) {
-		// The listing (or this mount's mkdir) says it is not there.
-		return nil, syscall.ENOENT
-	}
-	m, errno := d.fsys.stat(ctx, key)
+	m, errno := d.statChild(ctx, name, key)
 	if errno != 0 {
 		return nil, errno
 	}

@@ -37,6 +37,9 @@ type File struct {
 	// deleteKey: unlinked while open; this object goes at the last close.
 	deleteKey string
 	unlinked  bool // its name is gone: fstat shows no links
+	// metaDirty: meta holds attributes the object does not have yet (see
+	// metaflush.go).
+	metaDirty bool
 }
 
 var (
@@ -50,8 +53,8 @@ func (n *File) key() string { return n.fsys.keyOf(n.Path(n.fsys.root.EmbeddedIno
 
 func (n *File) setMeta(m objMeta) {
 	n.mu.Lock()
-	if n.ws != nil {
-		// The local copy is newer than what the bucket says.
+	if n.ws != nil || n.metaDirty {
+		// The local copy or attributes are newer than what the bucket says.
 		n.mu.Unlock()
 		return
 	}
@@ -376,10 +379,12 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 // it returns, with or without --write-back-delay.
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	ctx = uninterrupted(ctx)
-	if !h.writable {
-		return 0
+	if h.writable {
+		if errno := h.node.flushNow(ctx); errno != 0 {
+			return errno
+		}
 	}
-	return h.node.flushNow(ctx)
+	return h.node.flushMeta(ctx)
 }
 
 // Release implements FileReleaser. Errors were reported by Flush; a file
@@ -521,7 +526,7 @@ func (n *File) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 		}
 		n.dropClean()
 	case changed:
-		if errno := n.setMetaRemote(ctx, key, m); errno != 0 {
+		if errno := n.deferMeta(key, m); errno != 0 {
 			return errno
 		}
 	}

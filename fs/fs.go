@@ -87,6 +87,10 @@ type Options struct {
 	// WriteBackDelay > 0: close returns once the data is durable in the
 	// cache, and the upload starts this long after the last close.
 	WriteBackDelay time.Duration
+	// MetaDelay is how long attributes set on an unchanged file wait
+	// before their self-copy (1 s; negative: written at once). See
+	// metaflush.go.
+	MetaDelay time.Duration
 	// FileParallelLimit bounds the files uploaded at once from the
 	// write-back journal (4).
 	FileParallelLimit int
@@ -108,6 +112,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.NegativeTTL == 0 {
 		o.NegativeTTL = 5 * time.Second
+	}
+	if o.MetaDelay == 0 {
+		o.MetaDelay = time.Second
 	}
 	if o.ListHeadParallel <= 0 {
 		o.ListHeadParallel = 64
@@ -156,6 +163,7 @@ type FS struct {
 	store     *cache.Store
 	wb        *writeBack     // nil unless WriteBackDelay > 0
 	bg        sync.WaitGroup // uploads started by a release, which Drain waits for
+	metas     metaFlusher    // attribute changes waiting for their self-copy
 	blocks    *cache.BlockCache
 	stats     *statCache
 	heads     *headQueue

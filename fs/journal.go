@@ -254,6 +254,9 @@ func (f *FS) Drain(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("uploads of released files still running: %w", ctx.Err())
 	}
+	if err := f.flushMetas(ctx); err != nil {
+		return err
+	}
 	wb := f.wb
 	if wb == nil {
 		return nil

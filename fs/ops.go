@@ -173,6 +173,7 @@ func (n *File) markUnlinked(key string) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.unlinked = true
+	n.metaDirty = false
 	remote := true
 	if ws := n.ws; ws != nil {
 		ws.unlinked = true
@@ -301,13 +302,13 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbed
 	if src == dst {
 		return 0
 	}
-	srcMeta, errno := f.stat(ctx, src)
+	srcMeta, errno := d.statChild(ctx, name, src)
 	if errno != 0 {
 		if n := d.childFile(name); n == nil || !n.writing() {
 			return errno
 		}
 	}
-	dstMeta, dstErr := f.stat(ctx, dst)
+	dstMeta, dstErr := np.statChild(ctx, newName, dst)
 	if dstErr == 0 {
 		if flags&1 != 0 {
 			return syscall.EEXIST
@@ -380,8 +381,16 @@ func (n *File) rename(ctx context.Context, src, dst string) syscall.Errno {
 		}
 	}
 	m := n.getMetaWithSize()
-	etag, errno := f.moveObject(ctx, src, dst, m)
+	var meta map[string]string
+	withMeta := n.takeMeta()
+	if withMeta {
+		meta = f.uploadMeta(m) // the copy carries the attributes set since
+	}
+	etag, errno := f.moveObject(ctx, src, dst, m, meta)
 	if errno != 0 {
+		if withMeta {
+			n.restoreMeta()
+		}
 		return errno
 	}
 	n.mu.Lock()
@@ -398,14 +407,15 @@ func (n *File) rename(ctx context.Context, src, dst string) syscall.Errno {
 
 // renameObject moves an object the tree holds no node for.
 func (f *FS) renameObject(ctx context.Context, src, dst string, m objMeta) syscall.Errno {
-	_, errno := f.moveObject(ctx, src, dst, m)
+	_, errno := f.moveObject(ctx, src, dst, m, nil)
 	return errno
 }
 
-// moveObject copies src to dst server-side and deletes src; it returns the
-// new object's ETag.
-func (f *FS) moveObject(ctx context.Context, src, dst string, m objMeta) (string, syscall.Errno) {
-	out, err := f.copier.Copy(ctx, &transport.CopyObjectInput{SrcKey: src, DstKey: dst, SrcSize: m.size, SrcETag: m.etag})
+// moveObject copies src to dst server-side, with metadata replaced by meta
+// unless it is nil, and deletes src; it returns the new object's ETag.
+func (f *FS) moveObject(ctx context.Context, src, dst string, m objMeta, meta map[string]string) (string, syscall.Errno) {
+	out, err := f.copier.Copy(ctx, &transport.CopyObjectInput{SrcKey: src, DstKey: dst, SrcSize: m.size, SrcETag: m.etag,
+		ReplaceMetadata: meta != nil, Metadata: meta})
 	if err != nil {
 		return "", f.errno("rename", src, err)
 	}
@@ -413,7 +423,14 @@ func (f *FS) moveObject(ctx context.Context, src, dst string, m objMeta) (string
 		return "", f.errno("rename", src, err)
 	}
 	f.stats.put(src, objMeta{}, false, f.opt.NegativeTTL)
-	f.stats.forget(dst)
+	if m.fromListing || m.etag == "" {
+		f.stats.forget(dst)
+	} else {
+		// Same bytes and attributes under the new name: a stat of it
+		// after the rename costs no request.
+		m.etag = out.ETag
+		f.stats.put(dst, m, true, f.opt.StatTTL)
+	}
 	return out.ETag, 0
 }
 

@@ -350,6 +350,7 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 	n.meta.etag = etag
 	n.meta.size = size
 	n.meta.fromListing = false
+	n.metaDirty = false // they went up with the data
 	ws.base, ws.baseKey = n.meta, key
 	n.openETag = etag
 	if ws.gen == gen {

@@ -210,10 +210,15 @@ func TestNamespaceOperations(t *testing.T) {
 	must(os.Chmod(m("e/b"), 0o600))
 	mt := time.Unix(1500000000, 123456789)
 	must(os.Chtimes(m("e/b"), mt, mt))
-	_, info := r.object("e/b")
-	if info.Metadata["mode"] != "33152" || info.Metadata["mtime"] != "1500000000" {
-		t.Errorf("chmod/utimens not persisted: %v", info.Metadata)
+	if st, err := os.Stat(m("e/b")); err != nil || st.Mode().Perm() != 0o600 || !st.ModTime().Equal(mt) {
+		t.Errorf("chmod/utimens not shown by the mount at once: %v %v", st, err)
 	}
+	eventually(t, 10*time.Second, func() error {
+		if _, info := r.object("e/b"); info.Metadata["mode"] != "33152" || info.Metadata["mtime"] != "1500000000" {
+			return fmt.Errorf("chmod/utimens not persisted: %v", info.Metadata)
+		}
+		return nil
+	})
 	must(os.Remove(m("e/b")))
 	if _, err := os.Stat(m("e/b")); !os.IsNotExist(err) {
 		t.Errorf("after unlink: %v", err)
@@ -422,6 +427,66 @@ func TestFullCacheDiskGivesENOSPCAndNoCorruptObject(t *testing.T) {
 		t.Fatalf("object of %d bytes for a file of %d: not a prefix of what was written", len(got), st.Size())
 	}
 	r.noUploadsLeft()
+}
+
+// Without --write-back-delay close uploads, and the attributes set after it
+// ride on the rename's copy: one PUT, one COPY, one DELETE, and a stat of
+// the new name costs no request.
+func TestRsyncPatternCostsOneUploadAndOneCopy(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{MetaDelay: time.Hour})
+	// rsync makes the directories it fills: a directory made here answers
+	// lookups of names not in it without asking the bucket.
+	if err := os.Mkdir(filepath.Join(r.mnt, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(r.mnt, "d/.data.XXXXXX")
+	if err := os.WriteFile(tmp, []byte("rsync payload"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := r.client.Stats()
+	mt := time.Unix(1600000000, 42)
+	if err := os.Chtimes(tmp, mt, mt); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(r.mnt, "d/data")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(r.mnt, "d/data"))
+	if err != nil || st.Size() != 13 || !st.ModTime().Equal(mt) || st.Mode().Perm() != 0o600 {
+		t.Fatalf("renamed file through the mount: %v %v", st, err)
+	}
+	after := r.client.Stats()
+	for _, op := range []string{"PUT", "COPY", "DELETE", "HEAD", "LIST"} {
+		want := int64(0)
+		if op == "COPY" || op == "DELETE" {
+			want = 1
+		}
+		if n := after[op] - before[op]; n != want {
+			t.Errorf("%s requests: %d, want %d (set times, chmod, rename, stat)", op, n, want)
+		}
+	}
+	got, info := r.object("d/data")
+	if string(got) != "rsync payload" || info.Metadata["mode"] != "33152" || info.Metadata["cosmount-mtime"] != "1600000000.000000042" {
+		t.Fatalf("object after the rename: %q %v", got, info.Metadata)
+	}
+	// An attribute change with no rename after it is written by the
+	// unmount at the latest.
+	if err := os.Chmod(filepath.Join(r.mnt, "d/data"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, info := r.object("d/data"); info.Metadata["mode"] != "33152" {
+		t.Fatalf("chmod written before its delay: %v", info.Metadata)
+	}
+	if err := r.fsys.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, info := r.object("d/data"); info.Metadata["mode"] != "33184" {
+		t.Fatalf("chmod not written by the unmount's drain: %v", info.Metadata)
+	}
 }
 
 func TestWriteBackDelayRsyncPatternCostsOneUpload(t *testing.T) {

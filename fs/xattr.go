@@ -183,5 +183,11 @@ func (n *File) changeXattrs(ctx context.Context, change func(map[string][]byte) 
 		}
 		return n.flush(ctx)
 	}
-	return n.setMetaRemote(ctx, n.key(), m)
+	// The copy writes every attribute, those waiting included.
+	withMeta := n.takeMeta()
+	errno := n.setMetaRemote(ctx, n.key(), m)
+	if errno != 0 && withMeta {
+		n.restoreMeta()
+	}
+	return errno
 }

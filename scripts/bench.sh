@@ -535,7 +535,7 @@ run_raw() {
 	requests - x 0
 	AWS_ACCESS_KEY_ID=$VGW_ACCESS AWS_SECRET_ACCESS_KEY=$VGW_SECRET timeout 900 "$HB/rawclient" ceiling \
 		-endpoint "$ENDPOINT" -bucket "$BUCKET" -profile "$PROFILE" \
-		-runs "$(runs_of raw)" -rand-time "${RAND_TIME}s" -out "$RAW" 2>>"$LOGS/rawclient.log" || log "raw client ceiling failed"
+		-runs "$(runs_of raw)" -cold-first -rand-time "${RAND_TIME}s" -out "$RAW" 2>>"$LOGS/rawclient.log" || log "raw client ceiling failed"
 	local w src
 	for w in cp-r tar; do
 		[ $w = cp-r ] && src=$SMALL_SRC || src=$TAR_SRC

@@ -1,0 +1,128 @@
+package fs
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Attributes set on a file whose data is unchanged (chmod, chown, touch of
+// a closed file) change the object's metadata, which takes a self-copy. They
+// are written a moment later (Options.MetaDelay) rather than at once, so
+// that the usual sequence of a copy tool — close, set times, set mode,
+// rename — costs one copy, the rename's, which carries them. An fsync, the
+// next upload of the file and the unmount write them too. Until then this
+// mount shows the new attributes and other clients the old ones.
+
+// metaFlusher holds the files whose attributes wait to be written.
+type metaFlusher struct {
+	mu      sync.Mutex
+	pending map[*File]*time.Timer
+}
+
+// deferMeta records that n's attributes changed; they are written after
+// MetaDelay unless something writes them sooner.
+func (n *File) deferMeta(key string, m objMeta) syscall.Errno {
+	f := n.fsys
+	if f.opt.MetaDelay < 0 {
+		return n.setMetaRemote(context.Background(), key, m)
+	}
+	n.mu.Lock()
+	n.metaDirty = true
+	n.mu.Unlock()
+	f.stats.put(key, m, true, f.opt.StatTTL)
+	mf := &f.metas
+	mf.mu.Lock()
+	if _, ok := mf.pending[n]; !ok {
+		if mf.pending == nil {
+			mf.pending = map[*File]*time.Timer{}
+		}
+		mf.pending[n] = time.AfterFunc(f.opt.MetaDelay, func() { n.metaDue() })
+	}
+	mf.mu.Unlock()
+	return 0
+}
+
+// metaDue writes n's pending attributes when their delay is over; on failure
+// it tries again later (the data itself is safe in the object).
+func (n *File) metaDue() {
+	f := n.fsys
+	f.metas.mu.Lock()
+	delete(f.metas.pending, n)
+	f.metas.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if errno := n.flushMeta(ctx); errno != 0 {
+		f.log.Warn("attributes not written to the object; trying again in 10s", "key", n.key(), "errno", errno.Error())
+		f.metas.mu.Lock()
+		if _, ok := f.metas.pending[n]; !ok {
+			f.metas.pending[n] = time.AfterFunc(10*time.Second, func() { n.metaDue() })
+		}
+		f.metas.mu.Unlock()
+	}
+}
+
+// flushMeta writes n's pending attributes now.
+func (n *File) flushMeta(ctx context.Context) syscall.Errno {
+	n.upMu.Lock()
+	defer n.upMu.Unlock()
+	n.mu.Lock()
+	if !n.metaDirty || n.unlinked || (n.ws != nil && n.ws.dirty) {
+		// Nothing to write, no object any more, or the attributes go up
+		// with the data.
+		n.mu.Unlock()
+		return 0
+	}
+	n.metaDirty = false
+	m := n.meta
+	n.mu.Unlock()
+	errno := n.setMetaRemote(ctx, n.key(), m)
+	if errno != 0 {
+		n.mu.Lock()
+		n.metaDirty = true
+		n.mu.Unlock()
+	}
+	return errno
+}
+
+// takeMeta reports whether n has attributes waiting, and clears the mark:
+// the caller writes them (a rename's copy). Call with upMu held; give them
+// back with restoreMeta if that fails.
+func (n *File) takeMeta() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	d := n.metaDirty
+	n.metaDirty = false
+	return d
+}
+
+func (n *File) restoreMeta() {
+	n.mu.Lock()
+	n.metaDirty = true
+	n.mu.Unlock()
+}
+
+// flushMetas writes every pending attribute change now (unmount).
+func (f *FS) flushMetas(ctx context.Context) error {
+	f.metas.mu.Lock()
+	var files []*File
+	for n, t := range f.metas.pending {
+		t.Stop()
+		files = append(files, n)
+	}
+	f.metas.pending = nil
+	f.metas.mu.Unlock()
+	failed := 0
+	for _, n := range files {
+		if errno := n.flushMeta(ctx); errno != 0 {
+			failed++
+			f.log.Warn("attributes not written to the object", "key", n.key(), "errno", errno.Error())
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("the attributes of %d files were not written to their objects", failed)
+	}
+	return nil
+}
