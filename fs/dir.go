@@ -46,7 +46,7 @@ func (d *Dir) complete() bool {
 // without a request when d's listing (or this mount's mkdir) says it is
 // not there.
 func (d *Dir) statChild(ctx context.Context, name, key string) (objMeta, syscall.Errno) {
-	if d.complete() && d.GetChild(name) == nil && !d.fsys.stats.known(key) {
+	if d.complete() && d.GetChild(name) == nil && !d.fsys.stats.known(key) && !d.fsys.lazy.has(key) {
 		return objMeta{}, syscall.ENOENT
 	}
 	return d.fsys.stat(ctx, key)
@@ -158,6 +158,9 @@ func (d *Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	prefix := d.prefix()
 	names := map[string]uint32{}
 	var heads []headJob
+	// eager: more than one page, so HEADs go out as the pages come in;
+	// else they wait in f.lazy for a first stat.
+	eager := false
 	token := ""
 	for {
 		out, err := f.bucket.List(ctx, &transport.ListInput{Prefix: prefix, Delimiter: "/", Token: token})
@@ -214,18 +217,31 @@ func (d *Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 				continue
 			}
 			f.stats.forgetIfResolved(o.Key)
-			if e, owner := f.stats.begin(o.Key); owner {
-				heads = append(heads, headJob{key: o.Key, e: e, listed: listed})
+			if !f.stats.known(o.Key) {
+				heads = append(heads, headJob{key: o.Key, listed: listed})
 			}
 		}
-		if len(heads) > 0 {
-			f.heads.add(heads)
+		if out.NextToken != "" {
+			eager = true
+		}
+		if eager && len(heads) > 0 {
+			q := heads[:0]
+			for _, j := range heads {
+				if e, owner := f.stats.begin(j.key); owner {
+					j.e = e
+					q = append(q, j)
+				}
+			}
+			f.heads.add(q)
 			heads = nil
 		}
 		if out.NextToken == "" {
 			break
 		}
 		token = out.NextToken
+	}
+	if len(heads) > 0 {
+		f.lazy.add(heads, f.opt.StatTTL)
 	}
 	for nm, ch := range d.Children() {
 		if n, ok := ch.Operations().(*File); ok && n.writing() {
@@ -276,4 +292,85 @@ func (f *FS) validName(key, name string) bool {
 		return true
 	}
 	return false
+}
+
+// dirHandle is an open directory: the listing is made at the first read.
+// Its Lookup answers the kernel's READDIRPLUS: an entry whose attributes are
+// known, or whose HEAD is in flight, goes with them; one whose HEAD waits
+// for a first stat (see lazyHeads) goes without, and the kernel looks it up
+// when a program asks for it. So `find` over small directories never waits
+// for a HEAD, and `ls -l` of a large one gets every entry's attributes in
+// the listing.
+type dirHandle struct {
+	d  *Dir
+	ds gofs.DirStream
+}
+
+var (
+	_ = (gofs.NodeOpendirHandler)((*Dir)(nil))
+	_ = (gofs.FileReaddirenter)((*dirHandle)(nil))
+	_ = (gofs.FileLookuper)((*dirHandle)(nil))
+	_ = (gofs.FileSeekdirer)((*dirHandle)(nil))
+	_ = (gofs.FileReleasedirer)((*dirHandle)(nil))
+)
+
+// OpendirHandle implements NodeOpendirHandler.
+func (d *Dir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	return &dirHandle{d: d}, 0, 0
+}
+
+func (h *dirHandle) stream(ctx context.Context) syscall.Errno {
+	if h.ds != nil {
+		return 0
+	}
+	ds, errno := h.d.Readdir(ctx)
+	if errno != 0 {
+		return errno
+	}
+	h.ds = ds
+	return 0
+}
+
+// Readdirent implements FileReaddirenter.
+func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if errno := h.stream(ctx); errno != 0 {
+		return nil, errno
+	}
+	if !h.ds.HasNext() {
+		return nil, 0
+	}
+	e, errno := h.ds.Next()
+	return &e, errno
+}
+
+// Seekdir implements FileSeekdirer.
+func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if errno := h.stream(ctx); errno != 0 {
+		return errno
+	}
+	if sd, ok := h.ds.(gofs.FileSeekdirer); ok {
+		return sd.Seekdir(ctx, off)
+	}
+	return syscall.ENOTSUP
+}
+
+// Releasedir implements FileReleasedirer.
+func (h *dirHandle) Releasedir(ctx context.Context, flags uint32) {
+	if h.ds != nil {
+		h.ds.Close()
+	}
+}
+
+// Lookup implements FileLookuper, for READDIRPLUS.
+func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	d := h.d
+	if n := d.childFile(name); n != nil && n.writing() {
+		return d.Lookup(ctx, name, out)
+	}
+	if d.fsys.stats.known(d.prefix() + name) {
+		return d.Lookup(ctx, name, out) // from the stat cache, or its HEAD
+	}
+	// No attributes for this entry (zero node id): not an error for the
+	// kernel, which looks the name up when it needs to.
+	return nil, syscall.EAGAIN
 }

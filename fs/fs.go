@@ -167,6 +167,7 @@ type FS struct {
 	blocks    *cache.BlockCache
 	stats     *statCache
 	heads     *headQueue
+	lazy      lazyHeads // listed entries whose HEADs wait for a first stat
 	mountTime time.Time
 	log       *slog.Logger
 	root      *Dir
@@ -239,8 +240,10 @@ func (f *FS) MountOptions() *gofs.Options {
 			// failed attempt to grow a pipe to 1 MiB per read.
 			DisableSplice: true,
 			// O_DIRECT readers (databases, fio) keep several reads in
-			// flight on one descriptor instead of one at a time.
-			ExtraCapabilities: fuse.CAP_ASYNC_DIO,
+			// flight on one descriptor instead of one at a time; open
+			// with O_TRUNC arrives as one OPEN, not a truncate (which on
+			// a closed file would upload an empty object) then an open.
+			ExtraCapabilities: fuse.CAP_ASYNC_DIO | fuse.CAP_ATOMIC_O_TRUNC,
 			PanicHandler: func(v any) fuse.Status {
 				f.log.Error("internal error answered with EIO", "panic", v)
 				return fuse.EIO
@@ -302,6 +305,9 @@ func (f *FS) isHidden(key string) bool {
 func (f *FS) stat(ctx context.Context, key string) (objMeta, syscall.Errno) {
 	if f.isHidden(key) {
 		return objMeta{}, syscall.ENOENT
+	}
+	if !f.stats.known(key) {
+		f.startLazy(key)
 	}
 	e, owner := f.stats.begin(key)
 	if !owner {
@@ -376,6 +382,23 @@ func (f *FS) resolve(ctx context.Context, key string) (objMeta, bool, error) {
 }
 
 // headInto fills a listing's cache entry with a HEAD.
+// startLazy sends the HEADs of the listing key waits in, if any (key's
+// first), so that a stat of key waits for its HEAD alone.
+func (f *FS) startLazy(key string) {
+	jobs := f.lazy.take(key)
+	if len(jobs) == 0 {
+		return
+	}
+	q := jobs[:0]
+	for _, j := range jobs {
+		if e, owner := f.stats.begin(j.key); owner {
+			j.e = e
+			q = append(q, j)
+		}
+	}
+	f.heads.add(q)
+}
+
 func (f *FS) headInto(ctx context.Context, j headJob) {
 	key, e, listed := j.key, j.e, j.listed
 	o, err := f.bucket.Head(ctx, &transport.HeadInput{Key: key})

@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // headJob is one HEAD started by a listing.
@@ -68,4 +69,77 @@ func (q *headQueue) work(ctx context.Context, run func(context.Context, headJob)
 		q.mu.Unlock()
 		run(ctx, j)
 	}
+}
+
+// lazyHeads holds the file entries of one-page listings whose metadata is
+// not known, until something asks for one of them: then the HEADs of the
+// whole listing go out together. `ls -l` gets them all in parallel after
+// its first stat; `find`, which never asks for a file's attributes, sends
+// none. Listings of more than one page start their HEADs at once instead,
+// so that they overlap the paging.
+//
+// Lock order: mu alone.
+type lazyHeads struct {
+	mu     sync.Mutex
+	groups map[string]*lazyGroup // by key
+}
+
+type lazyGroup struct {
+	jobs    []headJob // e is nil until started
+	expires time.Time
+}
+
+// add records a listing's entries for ttl.
+func (l *lazyHeads) add(jobs []headJob, ttl time.Duration) {
+	now := time.Now()
+	g := &lazyGroup{jobs: jobs, expires: now.Add(ttl)}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.groups == nil {
+		l.groups = map[string]*lazyGroup{}
+	}
+	if len(l.groups) > 1<<16 {
+		for k, og := range l.groups {
+			if now.After(og.expires) {
+				delete(l.groups, k)
+			}
+		}
+	}
+	for _, j := range jobs {
+		l.groups[j.key] = g
+	}
+}
+
+// has reports whether key waits in a listing.
+func (l *lazyHeads) has(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	g, ok := l.groups[key]
+	return ok && time.Now().Before(g.expires)
+}
+
+// take removes and returns the listing key waits in, with key first.
+func (l *lazyHeads) take(key string) []headJob {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	g, ok := l.groups[key]
+	if !ok {
+		return nil
+	}
+	var jobs []headJob
+	for _, j := range g.jobs {
+		if l.groups[j.key] != g {
+			continue // listed again since, or taken
+		}
+		delete(l.groups, j.key)
+		if j.key == key {
+			jobs = append([]headJob{j}, jobs...)
+		} else {
+			jobs = append(jobs, j)
+		}
+	}
+	if time.Now().After(g.expires) {
+		return nil
+	}
+	return jobs
 }

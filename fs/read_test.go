@@ -325,3 +325,81 @@ func TestListingRequestCounts(t *testing.T) {
 		})
 	}
 }
+
+// Directories of one listing page send their HEADs only when a program
+// asks for a file's attributes: `find` sends none, `ls -l` one per file, all
+// of a directory's together after its first stat, and `du` as many.
+func TestSmallDirectoriesHeadOnlyWhenAsked(t *testing.T) {
+	const dirs, per = 20, 40
+	r := newBucket(t)
+	var keys []string
+	for d := 0; d < dirs; d++ {
+		for i := 0; i < per; i++ {
+			keys = append(keys, fmt.Sprintf("tree/d%02d/f%02d", d, i))
+		}
+	}
+	r.putMany(keys, func(i int) []byte { return make([]byte, i%7) })
+	r.counter = &countingBucket{Bucket: r.client}
+	r.mount(cfs.Options{})
+	out, err := exec.Command("find", filepath.Join(r.mnt, "tree")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("find: %v: %s", err, out)
+	}
+	if lines := strings.Count(string(out), "\n"); lines != 1+dirs+dirs*per {
+		t.Fatalf("find printed %d lines, want %d", lines, 1+dirs+dirs*per)
+	}
+	// The HEAD of tree itself (a lookup of an unknown name) is allowed.
+	if heads := r.counter.heads.Load(); heads > 1 {
+		t.Errorf("find sent %d HEADs; the listing is all it needs", heads)
+	}
+	before := r.counter.heads.Load()
+	out, err = exec.Command("ls", "-l", filepath.Join(r.mnt, "tree/d03")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ls -l: %v: %s", err, out)
+	}
+	if lines := strings.Count(string(out), "\n"); lines != per+1 {
+		t.Fatalf("ls -l printed %d lines, want %d", lines, per+1)
+	}
+	if heads := r.counter.heads.Load() - before; heads != per {
+		t.Errorf("ls -l of %d files sent %d HEADs, want one each", per, heads)
+	}
+	if most := r.counter.maxHeadsX.Load(); most < 8 {
+		t.Errorf("at most %d HEADs in flight: the directory's HEADs were not sent together", most)
+	}
+	// Exact attributes: the sizes ls printed are the objects'.
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n")[1:] {
+		f := strings.Fields(line)
+		var i int
+		if _, err := fmt.Sscanf(f[len(f)-1], "f%02d", &i); err != nil {
+			t.Fatalf("ls -l line %q", line)
+		}
+		if want := fmt.Sprint((3*per + i) % 7); f[4] != want {
+			t.Errorf("%s: size %s, want %s", f[len(f)-1], f[4], want)
+		}
+	}
+	out, err = exec.Command("du", "-s", "--apparent-size", "-b", filepath.Join(r.mnt, "tree")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("du: %v: %s", err, out)
+	}
+	want := int64(0)
+	for i := range keys {
+		want += int64(i % 7)
+	}
+	for d := -1; d < dirs; d++ { // du counts the directories' sizes too
+		p := filepath.Join(r.mnt, "tree")
+		if d >= 0 {
+			p = filepath.Join(p, fmt.Sprintf("d%02d", d))
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want += st.Size()
+	}
+	if got := strings.Fields(string(out))[0]; got != fmt.Sprint(want) {
+		t.Errorf("du -b says %s bytes, want %d", got, want)
+	}
+	if heads := r.counter.heads.Load(); heads > int64(1+dirs*per) {
+		t.Errorf("%d HEADs after find, ls -l and du: more than one per object", heads)
+	}
+}
