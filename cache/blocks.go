@@ -249,8 +249,16 @@ func (c *BlockCache) Block(ctx context.Context, k BlockKey, objSize int64) (Ref,
 
 // Prefetch starts fetching up to n blocks from k on, with one request for
 // the run of those that are neither cached nor being fetched. It never
-// blocks: when too many runs are queued, the blocks are left for the reader.
-func (c *BlockCache) Prefetch(k BlockKey, n int, objSize int64) {
+// blocks: when too many readahead runs are queued, the blocks are left for
+// the reader.
+func (c *BlockCache) Prefetch(k BlockKey, n int, objSize int64) { c.startRun(k, n, objSize, true) }
+
+// Fetch starts fetching up to n blocks from k on like Prefetch, for a reader
+// that needs them now: it is never dropped, only queued behind the requests
+// in flight.
+func (c *BlockCache) Fetch(k BlockKey, n int, objSize int64) { c.startRun(k, n, objSize, false) }
+
+func (c *BlockCache) startRun(k BlockKey, n int, objSize int64, speculative bool) {
 	nblocks := (objSize + c.blockSize - 1) / c.blockSize
 	c.mu.Lock()
 	// Skip the blocks already there, then take the consecutive run of
@@ -261,24 +269,31 @@ func (c *BlockCache) Prefetch(k BlockKey, n int, objSize int64) {
 	}
 	var run []*pendingBlock
 	for i := k; len(run) < n && i.Index < nblocks && !c.lru.Contains(i) && c.pending[i] == nil; i.Index++ {
-		run = append(run, &pendingBlock{done: make(chan struct{}), prefetch: true})
+		run = append(run, &pendingBlock{done: make(chan struct{}), prefetch: speculative})
 	}
 	if len(run) == 0 {
 		c.mu.Unlock()
 		return
 	}
-	select {
-	case c.pf <- struct{}{}:
-	default:
-		c.mu.Unlock()
-		return
+	if speculative {
+		select {
+		case c.pf <- struct{}{}:
+		default:
+			c.mu.Unlock()
+			return
+		}
 	}
 	for i, p := range run {
 		c.pending[BlockKey{k.Key, k.ETag, k.Index + int64(i)}] = p
 	}
+	if !speculative {
+		c.misses.Add(int64(len(run)))
+	}
 	c.mu.Unlock()
 	go func() {
-		defer func() { <-c.pf }()
+		if speculative {
+			defer func() { <-c.pf }()
+		}
 		c.fetchRun(k, len(run), objSize, run)
 	}()
 }

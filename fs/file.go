@@ -285,7 +285,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	first, last := off/bs, (end-1)/bs
 	if last > first {
 		// The blocks this read needs go in one request.
-		h.fsys.blocks.Prefetch(cache.BlockKey{Key: h.key, ETag: h.etag, Index: first}, int(last-first+1), h.size)
+		h.fsys.blocks.Fetch(cache.BlockKey{Key: h.key, ETag: h.etag, Index: first}, int(last-first+1), h.size)
 	}
 	h.readahead(off, end, last)
 	res := &blocksResult{refs: make([]cache.Ref, 0, last-first+1), slices: make([][]byte, 0, last-first+1)}

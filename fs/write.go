@@ -515,7 +515,7 @@ func (f *FS) fillFromBase(ctx context.Context, key string, wf *cache.WriteFile, 
 		// Ask for the range in runs of blocks, one request each.
 		for i := m.Off / bs; i*bs < end; i += run {
 			n := min(run, (end-1)/bs-i+1)
-			f.blocks.Prefetch(cache.BlockKey{Key: key, ETag: base.etag, Index: i}, int(n), base.size)
+			f.blocks.Fetch(cache.BlockKey{Key: key, ETag: base.etag, Index: i}, int(n), base.size)
 		}
 		for off := m.Off; off < end; {
 			idx := off / bs
