@@ -167,60 +167,7 @@ func (d *Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 		if err != nil {
 			return nil, f.errno("list", prefix, err)
 		}
-		for _, cp := range out.CommonPrefixes {
-			name := strings.TrimSuffix(strings.TrimPrefix(cp, prefix), "/")
-			if !f.validName(cp, name) {
-				continue
-			}
-			if mode, ok := names[name]; ok && mode != syscall.S_IFDIR {
-				f.warnOnce(prefix+name, "an object and a directory share this name; the directory is shown")
-			}
-			names[name] = syscall.S_IFDIR
-			key := prefix + name
-			// Known now for another TTL (the listing answers lookups).
-			if e, ok := f.stats.fresh(key); ok && e.exists && e.meta.dir {
-				f.stats.put(key, e.meta, true, f.opt.StatTTL)
-			} else {
-				f.stats.put(key, f.dirMeta(f.mountTime), true, f.opt.StatTTL)
-			}
-		}
-		for i := range out.Objects {
-			o := &out.Objects[i]
-			name := strings.TrimPrefix(o.Key, prefix)
-			if name == "" {
-				continue // the directory's own marker
-			}
-			if strings.HasSuffix(name, "/") {
-				// A marker listed as an object (some stores): a directory.
-				name = strings.TrimSuffix(name, "/")
-				if f.validName(o.Key, name) {
-					names[name] = syscall.S_IFDIR
-				}
-				continue
-			}
-			if !f.validName(o.Key, name) || f.isHidden(o.Key) {
-				continue
-			}
-			if _, ok := names[name]; ok {
-				f.warnOnce(o.Key, "an object and a directory share this name; the directory is shown")
-				continue
-			}
-			names[name] = syscall.S_IFREG
-			listed := f.metaFromListing(o)
-			if e, ok := f.stats.fresh(o.Key); ok && e.exists && !e.meta.dir && e.meta.etag == o.ETag {
-				// Unchanged: what is cached holds for another TTL.
-				f.stats.put(o.Key, e.meta, true, f.opt.StatTTL)
-				continue
-			}
-			if f.opt.FastList {
-				f.stats.put(o.Key, listed, true, f.opt.StatTTL)
-				continue
-			}
-			f.stats.forgetIfResolved(o.Key)
-			if !f.stats.known(o.Key) {
-				heads = append(heads, headJob{key: o.Key, listed: listed})
-			}
-		}
+		heads = f.absorbPage(out, prefix, names, heads)
 		if out.NextToken != "" {
 			eager = true
 		}
@@ -270,6 +217,85 @@ func (d *Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 		d.markComplete()
 	}
 	return gofs.NewListDirStream(entries), 0
+}
+
+// absorbPage takes one page of a directory's listing: names gets each
+// entry's type, the stat cache the directories' attributes (and the files'
+// with --fast-list or when unchanged), and heads the files whose metadata
+// needs a HEAD.
+func (f *FS) absorbPage(out *transport.ListOutput, prefix string, names map[string]uint32, heads []headJob) []headJob {
+	for _, cp := range out.CommonPrefixes {
+		name := strings.TrimSuffix(strings.TrimPrefix(cp, prefix), "/")
+		if !f.validName(cp, name) {
+			continue
+		}
+		if mode, ok := names[name]; ok && mode != syscall.S_IFDIR {
+			f.warnOnce(prefix+name, "an object and a directory share this name; the directory is shown")
+		}
+		names[name] = syscall.S_IFDIR
+		key := prefix + name
+		// Known now for another TTL (the listing answers lookups).
+		if e, ok := f.stats.fresh(key); ok && e.exists && e.meta.dir {
+			f.stats.put(key, e.meta, true, f.opt.StatTTL)
+		} else {
+			f.stats.put(key, f.dirMeta(f.mountTime), true, f.opt.StatTTL)
+		}
+	}
+	for i := range out.Objects {
+		o := &out.Objects[i]
+		name := strings.TrimPrefix(o.Key, prefix)
+		if name == "" {
+			continue // the directory's own marker
+		}
+		if strings.HasSuffix(name, "/") {
+			// A marker listed as an object (some stores): a directory.
+			name = strings.TrimSuffix(name, "/")
+			if f.validName(o.Key, name) {
+				names[name] = syscall.S_IFDIR
+			}
+			continue
+		}
+		if !f.validName(o.Key, name) || f.isHidden(o.Key) {
+			continue
+		}
+		if _, ok := names[name]; ok {
+			f.warnOnce(o.Key, "an object and a directory share this name; the directory is shown")
+			continue
+		}
+		names[name] = syscall.S_IFREG
+		listed := f.metaFromListing(o)
+		if e, ok := f.stats.fresh(o.Key); ok && e.exists && !e.meta.dir && e.meta.etag == o.ETag {
+			// Unchanged: what is cached holds for another TTL.
+			f.stats.put(o.Key, e.meta, true, f.opt.StatTTL)
+			continue
+		}
+		if f.opt.FastList {
+			f.stats.put(o.Key, listed, true, f.opt.StatTTL)
+			continue
+		}
+		f.stats.forgetIfResolved(o.Key)
+		if !f.stats.known(o.Key) {
+			heads = append(heads, headJob{key: o.Key, listed: listed})
+		}
+	}
+	return heads
+}
+
+// WarmRoot takes the first page of the root's listing, sent to prove the
+// bucket answers, so that looking up a top-level name costs no request when
+// that page is the whole listing.
+func (f *FS) WarmRoot(out *transport.ListOutput) {
+	names := map[string]uint32{}
+	heads := f.absorbPage(out, f.opt.Prefix, names, nil)
+	if out.NextToken != "" {
+		return
+	}
+	if len(heads) > 0 {
+		f.lazy.add(heads, f.opt.StatTTL)
+	}
+	if len(names) <= maxCompleteDir {
+		f.root.markComplete()
+	}
 }
 
 // maxCompleteDir bounds the directories whose listing answers lookups of

@@ -2,6 +2,7 @@ package fs_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"math/rand"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	cfs "cosmount/fs"
+	"cosmount/transport"
 )
 
 func readDirNames(t *testing.T, dir string) []string {
@@ -401,5 +403,35 @@ func TestSmallDirectoriesHeadOnlyWhenAsked(t *testing.T) {
 	}
 	if heads := r.counter.heads.Load(); heads > int64(1+dirs*per) {
 		t.Errorf("%d HEADs after find, ls -l and du: more than one per object", heads)
+	}
+}
+
+// The root's first listing page, which the mount sends anyway to prove the
+// bucket answers, answers the first lookups of top-level names.
+func TestWarmRootAnswersTopLevelLookups(t *testing.T) {
+	r := newBucket(t)
+	r.putMany([]string{"top.txt", "dir/inner.txt"}, func(i int) []byte { return []byte("hello") })
+	r.counter = &countingBucket{Bucket: r.client}
+	r.mount(cfs.Options{})
+	page, err := r.client.List(context.Background(), &transport.ListInput{Delimiter: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.fsys.WarmRoot(page)
+	r.counter.reset()
+	if st, err := os.Stat(filepath.Join(r.mnt, "dir")); err != nil || !st.IsDir() {
+		t.Fatalf("stat dir: %v %v", st, err)
+	}
+	if _, err := os.Stat(filepath.Join(r.mnt, "absent")); !os.IsNotExist(err) {
+		t.Fatalf("stat absent: %v", err)
+	}
+	if n := r.counter.heads.Load() + r.counter.lists.Load(); n != 0 {
+		t.Errorf("lookups of a listed directory and an absent name sent %d requests, want none", n)
+	}
+	if st, err := os.Stat(filepath.Join(r.mnt, "top.txt")); err != nil || st.Size() != 5 {
+		t.Fatalf("stat top.txt: %v %v", st, err)
+	}
+	if h, l := r.counter.heads.Load(), r.counter.lists.Load(); h != 1 || l != 0 {
+		t.Errorf("lookup of a listed file: %d HEAD, %d LIST; want its HEAD alone", h, l)
 	}
 }

@@ -129,7 +129,8 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 
 	// Prove the bucket answers before anything is mounted.
 	pctx, pcancel := context.WithTimeout(ctx, c.timeout)
-	_, err = client.List(pctx, &transport.ListInput{Prefix: c.prefix, Delimiter: "/", MaxKeys: 1})
+	// Its first page of the root also answers the first lookups.
+	rootPage, err := client.List(pctx, &transport.ListInput{Prefix: c.prefix, Delimiter: "/"})
 	pcancel()
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", c.bucket, err)
@@ -196,7 +197,9 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 		_ = server.Unmount()
 		return fmt.Errorf("mount %s: %w", c.mountpoint, err)
 	}
+	fsys.WarmRoot(rootPage)
 	raiseReadahead(c.mountpoint, logger)
+	lockCode(logger)
 	if c.cpuProfile != "" {
 		if stop, err := startCPUProfile(c.cpuProfile); err != nil {
 			logger.Warn("no CPU profile", "err", err)
@@ -250,6 +253,37 @@ func raiseReadahead(mountpoint string, logger *slog.Logger) {
 	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
 	if err := os.WriteFile(p, []byte("16384"), 0o644); err != nil {
 		logger.Debug("kernel readahead left at its default", "err", err)
+	}
+}
+
+// lockCode keeps the program's own code and read-only data in memory
+// (mlock of the executable's mappings, about 10 MiB). A file system whose
+// code was evicted under memory pressure (or by drop_caches) stalls its
+// callers while the pages are read back from disk, and could deadlock if
+// that disk waits on the file system. It needs root or CAP_IPC_LOCK; without
+// it nothing is locked.
+func lockCode(logger *slog.Logger) {
+	exe, err := os.Executable()
+	if err != nil {
+		return
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(maps), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[5] != exe || strings.Contains(f[1], "w") {
+			continue
+		}
+		var lo, hi uintptr
+		if _, err := fmt.Sscanf(f[0], "%x-%x", &lo, &hi); err != nil || hi <= lo {
+			continue
+		}
+		if _, _, errno := unix.Syscall(unix.SYS_MLOCK, lo, hi-lo, 0); errno != 0 {
+			logger.Debug("program pages not locked in memory", "err", errno)
+			return
+		}
 	}
 }
 
