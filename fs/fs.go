@@ -63,7 +63,7 @@ type Options struct {
 	// while listing.
 	FastList bool
 	// ListHeadParallel bounds the HEADs in flight while a directory is
-	// listed (64).
+	// listed (128).
 	ListHeadParallel int
 
 	ReadCacheSize int64 // bytes of blocks kept in memory (256 MiB)
@@ -117,7 +117,7 @@ func (o *Options) setDefaults() {
 		o.MetaDelay = time.Second
 	}
 	if o.ListHeadParallel <= 0 {
-		o.ListHeadParallel = 64
+		o.ListHeadParallel = 128
 	}
 	if o.ReadCacheSize <= 0 {
 		o.ReadCacheSize = 256 << 20
