@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -16,7 +17,8 @@ import (
 
 // Dir is a directory: a key prefix, with or without a marker object.
 //
-// Lock order: mu guards completeUntil only.
+// Lock order: mu guards completeUntil and the walk state (kids, lastKid,
+// fetchedTo); it is never held across a request.
 type Dir struct {
 	gofs.Inode
 	noXattrs
@@ -27,6 +29,14 @@ type Dir struct {
 	// a full listing, or because this mount made it empty), so a lookup of
 	// an unknown name needs no request.
 	completeUntil time.Time
+	// kids are the subdirectories of the last complete listing, sorted;
+	// lastKid the index of the one listed last and fetchedTo the last one
+	// prefetched (see prefetch.go).
+	kids               []string
+	lastKid, fetchedTo int
+	// statted: a program asked for the attributes of files listed here;
+	// kidsStatted: of files in one of its subdirectories, during a walk.
+	statted, kidsStatted atomic.Bool
 }
 
 // markComplete records that every entry of d is known, for the stat TTL.
@@ -162,24 +172,23 @@ func (d *Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	// else they wait in f.lazy for a first stat.
 	eager := false
 	token := ""
+	first := f.prefetchedPage(ctx, prefix)
 	for {
-		out, err := f.bucket.List(ctx, &transport.ListInput{Prefix: prefix, Delimiter: "/", Token: token})
-		if err != nil {
-			return nil, f.errno("list", prefix, err)
+		out := first
+		first = nil
+		if out == nil {
+			var err error
+			out, err = f.bucket.List(ctx, &transport.ListInput{Prefix: prefix, Delimiter: "/", Token: token})
+			if err != nil {
+				return nil, f.errno("list", prefix, err)
+			}
 		}
 		heads = f.absorbPage(out, prefix, names, heads)
 		if out.NextToken != "" {
 			eager = true
 		}
 		if eager && len(heads) > 0 {
-			q := heads[:0]
-			for _, j := range heads {
-				if e, owner := f.stats.begin(j.key); owner {
-					j.e = e
-					q = append(q, j)
-				}
-			}
-			f.heads.add(q)
+			f.startHeads(heads)
 			heads = nil
 		}
 		if out.NextToken == "" {
@@ -188,7 +197,7 @@ func (d *Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 		token = out.NextToken
 	}
 	if len(heads) > 0 {
-		f.lazy.add(heads, f.opt.StatTTL)
+		f.lazy.add(heads, f.opt.StatTTL, d)
 	}
 	for nm, ch := range d.Children() {
 		if n, ok := ch.Operations().(*File); ok && n.writing() {
@@ -215,7 +224,15 @@ func (d *Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	}
 	if len(names) <= maxCompleteDir {
 		d.markComplete()
+		var kids []string
+		for _, n := range sorted {
+			if names[n] == syscall.S_IFDIR {
+				kids = append(kids, n)
+			}
+		}
+		d.setKids(kids)
 	}
+	d.walked()
 	return gofs.NewListDirStream(entries), 0
 }
 
@@ -291,10 +308,18 @@ func (f *FS) WarmRoot(out *transport.ListOutput) {
 		return
 	}
 	if len(heads) > 0 {
-		f.lazy.add(heads, f.opt.StatTTL)
+		f.lazy.add(heads, f.opt.StatTTL, f.root)
 	}
 	if len(names) <= maxCompleteDir {
 		f.root.markComplete()
+		var kids []string
+		for n, mode := range names {
+			if mode == syscall.S_IFDIR {
+				kids = append(kids, n)
+			}
+		}
+		sort.Strings(kids)
+		f.root.setKids(kids)
 	}
 }
 

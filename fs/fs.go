@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -168,6 +169,9 @@ type FS struct {
 	stats     *statCache
 	heads     *headQueue
 	lazy      lazyHeads // listed entries whose HEADs wait for a first stat
+	listings  listingCache
+	nsGen     atomic.Uint64 // bumped by every change of names (see prefetch.go)
+	ctx       context.Context
 	mountTime time.Time
 	log       *slog.Logger
 	root      *Dir
@@ -187,6 +191,7 @@ func New(ctx context.Context, b Bucket, up Uploads, cp Copies, opt Options) (*FS
 		return nil, err
 	}
 	f := &FS{
+		ctx:        ctx,
 		opt:        opt,
 		bucket:     b,
 		up:         up,
@@ -385,18 +390,7 @@ func (f *FS) resolve(ctx context.Context, key string) (objMeta, bool, error) {
 // startLazy sends the HEADs of the listing key waits in, if any (key's
 // first), so that a stat of key waits for its HEAD alone.
 func (f *FS) startLazy(key string) {
-	jobs := f.lazy.take(key)
-	if len(jobs) == 0 {
-		return
-	}
-	q := jobs[:0]
-	for _, j := range jobs {
-		if e, owner := f.stats.begin(j.key); owner {
-			j.e = e
-			q = append(q, j)
-		}
-	}
-	f.heads.add(q)
+	f.startHeads(f.lazy.take(key))
 }
 
 func (f *FS) headInto(ctx context.Context, j headJob) {

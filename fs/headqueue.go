@@ -87,12 +87,13 @@ type lazyHeads struct {
 type lazyGroup struct {
 	jobs    []headJob // e is nil until started
 	expires time.Time
+	dir     *Dir // whose listing it is: marked statted when started
 }
 
-// add records a listing's entries for ttl.
-func (l *lazyHeads) add(jobs []headJob, ttl time.Duration) {
+// add records the entries of dir's listing for ttl.
+func (l *lazyHeads) add(jobs []headJob, ttl time.Duration, dir *Dir) {
 	now := time.Now()
-	g := &lazyGroup{jobs: jobs, expires: now.Add(ttl)}
+	g := &lazyGroup{jobs: jobs, expires: now.Add(ttl), dir: dir}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.groups == nil {
@@ -140,6 +141,9 @@ func (l *lazyHeads) take(key string) []headJob {
 	}
 	if time.Now().After(g.expires) {
 		return nil
+	}
+	if g.dir != nil {
+		g.dir.statted.Store(true)
 	}
 	return jobs
 }

@@ -20,21 +20,24 @@ import (
 type metaFlusher struct {
 	mu      sync.Mutex
 	pending map[*File]*time.Timer
+	running sync.WaitGroup // timers that fired and are writing
+	closed  bool           // drained: changes from now on are written at once
 }
 
 // deferMeta records that n's attributes changed; they are written after
 // MetaDelay unless something writes them sooner.
 func (n *File) deferMeta(key string, m objMeta) syscall.Errno {
 	f := n.fsys
-	if f.opt.MetaDelay < 0 {
-		return n.setMetaRemote(context.Background(), key, m)
-	}
+	mf := &f.metas
 	n.mu.Lock()
 	n.metaDirty = true
 	n.mu.Unlock()
 	f.stats.put(key, m, true, f.opt.StatTTL)
-	mf := &f.metas
 	mf.mu.Lock()
+	if f.opt.MetaDelay < 0 || mf.closed {
+		mf.mu.Unlock()
+		return n.flushMeta(context.Background())
+	}
 	if _, ok := mf.pending[n]; !ok {
 		if mf.pending == nil {
 			mf.pending = map[*File]*time.Timer{}
@@ -50,14 +53,20 @@ func (n *File) deferMeta(key string, m objMeta) syscall.Errno {
 func (n *File) metaDue() {
 	f := n.fsys
 	f.metas.mu.Lock()
+	if f.metas.closed {
+		f.metas.mu.Unlock()
+		return // the drain writes it
+	}
 	delete(f.metas.pending, n)
+	f.metas.running.Add(1)
 	f.metas.mu.Unlock()
+	defer f.metas.running.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if errno := n.flushMeta(ctx); errno != 0 {
 		f.log.Warn("attributes not written to the object; trying again in 10s", "key", n.key(), "errno", errno.Error())
 		f.metas.mu.Lock()
-		if _, ok := f.metas.pending[n]; !ok {
+		if _, ok := f.metas.pending[n]; !ok && !f.metas.closed {
 			f.metas.pending[n] = time.AfterFunc(10*time.Second, func() { n.metaDue() })
 		}
 		f.metas.mu.Unlock()
@@ -104,9 +113,11 @@ func (n *File) restoreMeta() {
 	n.mu.Unlock()
 }
 
-// flushMetas writes every pending attribute change now (unmount).
+// flushMetas writes every pending attribute change now (unmount); later
+// changes are written at once.
 func (f *FS) flushMetas(ctx context.Context) error {
 	f.metas.mu.Lock()
+	f.metas.closed = true
 	var files []*File
 	for n, t := range f.metas.pending {
 		t.Stop()
@@ -114,6 +125,7 @@ func (f *FS) flushMetas(ctx context.Context) error {
 	}
 	f.metas.pending = nil
 	f.metas.mu.Unlock()
+	f.metas.running.Wait()
 	failed := 0
 	for _, n := range files {
 		if errno := n.flushMeta(ctx); errno != 0 {

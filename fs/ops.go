@@ -48,6 +48,7 @@ func (d *Dir) writable(name string) syscall.Errno {
 // close uploads it (an empty file as a zero-byte PUT).
 func (d *Dir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	ctx = uninterrupted(ctx)
+	d.fsys.namespaceChanged()
 	if errno := d.writable(name); errno != 0 {
 		return nil, nil, 0, errno
 	}
@@ -73,6 +74,7 @@ func (d *Dir) Create(ctx context.Context, name string, flags uint32, mode uint32
 // Mkdir implements NodeMkdirer: a "name/" marker object.
 func (d *Dir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	ctx = uninterrupted(ctx)
+	d.fsys.namespaceChanged()
 	if errno := d.writable(name); errno != 0 {
 		return nil, errno
 	}
@@ -95,6 +97,7 @@ func (d *Dir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.Ent
 // Rmdir implements NodeRmdirer.
 func (d *Dir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	ctx = uninterrupted(ctx)
+	d.fsys.namespaceChanged()
 	if d.fsys.opt.ReadOnly {
 		return syscall.EROFS
 	}
@@ -145,6 +148,7 @@ func (f *FS) dirEmpty(ctx context.Context, prefix string) (bool, syscall.Errno) 
 // replaced meanwhile), and the name is gone from the mount at once.
 func (d *Dir) Unlink(ctx context.Context, name string) syscall.Errno {
 	ctx = uninterrupted(ctx)
+	d.fsys.namespaceChanged()
 	if d.fsys.opt.ReadOnly {
 		return syscall.EROFS
 	}
@@ -198,6 +202,7 @@ func (n *File) markUnlinked(key string) bool {
 // unless the name holds another object by now.
 func (f *FS) deleteUnlinked(key, etag string) {
 	defer f.unhide(key)
+	defer f.namespaceChanged()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	o, err := f.bucket.Head(ctx, &transport.HeadInput{Key: key})
@@ -213,6 +218,7 @@ func (f *FS) deleteUnlinked(key, etag string) {
 // whose mode says S_IFLNK, as cosfs and s3fs write it.
 func (d *Dir) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	ctx = uninterrupted(ctx)
+	d.fsys.namespaceChanged()
 	if errno := d.writable(name); errno != 0 {
 		return nil, errno
 	}
@@ -287,6 +293,7 @@ func applySetattr(m *objMeta, in *fuse.SetAttrIn) bool {
 // is only renamed here: its upload goes to the new name.
 func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	ctx = uninterrupted(ctx)
+	d.fsys.namespaceChanged()
 	f := d.fsys
 	if f.opt.ReadOnly {
 		return syscall.EROFS

@@ -435,3 +435,68 @@ func TestWarmRootAnswersTopLevelLookups(t *testing.T) {
 		t.Errorf("lookup of a listed file: %d HEAD, %d LIST; want its HEAD alone", h, l)
 	}
 }
+
+// A walk over sibling directories lists the next ones ahead, several at
+// once; a listing prefetched before this mount changed a name is not used.
+func TestWalkPrefetchesSiblingListings(t *testing.T) {
+	const dirs, per = 30, 5
+	r := newBucket(t)
+	var keys []string
+	for d := 0; d < dirs; d++ {
+		for i := 0; i < per; i++ {
+			keys = append(keys, fmt.Sprintf("w/d%02d/f%d", d, i))
+		}
+	}
+	r.putMany(keys, func(i int) []byte { return []byte("x") })
+	r.counter = &countingBucket{Bucket: r.client}
+	r.mount(cfs.Options{})
+	out, err := exec.Command("find", filepath.Join(r.mnt, "w")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("find: %v: %s", err, out)
+	}
+	if lines := strings.Count(string(out), "\n"); lines != 1+dirs+dirs*per {
+		t.Fatalf("find printed %d lines, want %d", lines, 1+dirs+dirs*per)
+	}
+	// w's lookup, w's listing and one per subdirectory, some of them sent
+	// ahead of find and together.
+	if lists := r.counter.lists.Load(); lists > dirs+2 {
+		t.Errorf("find sent %d LISTs for %d directories", lists, dirs+1)
+	}
+	if most := r.counter.maxListsX.Load(); most < 2 {
+		t.Errorf("at most %d LIST in flight: no sibling listed ahead", most)
+	}
+
+	// A du-like walk: the files' HEADs go out with the prefetched listings.
+	r.counter.reset()
+	r.mount(cfs.Options{})
+	out, err = exec.Command("du", "-s", "-b", "--apparent-size", filepath.Join(r.mnt, "w")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("du: %v: %s", err, out)
+	}
+	if heads := r.counter.heads.Load(); heads > int64(1+dirs*per) {
+		t.Errorf("du sent %d HEADs for %d files", heads, dirs*per)
+	}
+
+	// Prefetch d02.. by listing d00 and d01, then create a file in d05
+	// through the mount: d05's listing must show it.
+	r.mount(cfs.Options{})
+	for _, d := range []string{"w", "w/d00", "w/d01"} {
+		if _, err := os.ReadDir(filepath.Join(r.mnt, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(r.mnt, "w/d05/new"), []byte("n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(filepath.Join(r.mnt, "w/d05"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range ents {
+		found = found || e.Name() == "new"
+	}
+	if !found || len(ents) != per+1 {
+		t.Errorf("d05 after a create: %d entries, new found %v; a stale prefetched listing was used", len(ents), found)
+	}
+}

@@ -33,6 +33,7 @@ type countingBucket struct {
 	cfs.Bucket
 	heads, gets, lists  atomic.Int64
 	inflight, maxHeadsX atomic.Int64
+	listsIn, maxListsX  atomic.Int64
 }
 
 func (c *countingBucket) Head(ctx context.Context, in *transport.HeadInput) (*transport.ObjectInfo, error) {
@@ -55,6 +56,14 @@ func (c *countingBucket) Get(ctx context.Context, in *transport.GetInput) (*tran
 
 func (c *countingBucket) List(ctx context.Context, in *transport.ListInput) (*transport.ListOutput, error) {
 	c.lists.Add(1)
+	n := c.listsIn.Add(1)
+	defer c.listsIn.Add(-1)
+	for {
+		m := c.maxListsX.Load()
+		if n <= m || c.maxListsX.CompareAndSwap(m, n) {
+			break
+		}
+	}
 	return c.Bucket.List(ctx, in)
 }
 
@@ -63,6 +72,7 @@ func (c *countingBucket) reset() {
 	c.gets.Store(0)
 	c.lists.Store(0)
 	c.maxHeadsX.Store(0)
+	c.maxListsX.Store(0)
 }
 
 // rig is a bucket on the test server and, once mounted, a mount of it.

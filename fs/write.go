@@ -343,6 +343,7 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 	}
 	ws.lastErr = nil
 	ws.uploaded = true
+	n.fsys.namespaceChanged() // a new object, or a new version of one
 	if journalID != "" && ws.journalID == journalID && ws.gen == gen {
 		n.fsys.wb.removeEntry(journalID)
 		ws.journalID = ""

@@ -29,7 +29,7 @@ import (
 //	first-4k            4 KiB ranged GET on a new connection  ms
 //	randread-4k-*, randread-128k-*   16 ranged GETs in flight for -rand-time: IOPS, p99 ms
 //	ls                  paged LIST of bench/ls/ with delimiter   s
-//	ls-head             that LIST, then a HEAD of every key, 64 in flight  s
+//	ls-head             that LIST, then a HEAD of every key, 128 in flight (as cosmount)  s
 //	find                paged LIST of bench/tree/, no delimiter  s
 func ceiling(args []string) error {
 	var c common
@@ -109,7 +109,7 @@ func ceiling(args []string) error {
 			_, err := listAll(ctx, cl, prefixLs, "/")
 			c.emit("ls", run, time.Since(t).Seconds(), "s", err)
 			t = time.Now()
-			err = listAndHead(ctx, cl, prefixLs, 64)
+			err = listAndHead(ctx, cl, prefixLs, 128)
 			c.emit("ls-head", run, time.Since(t).Seconds(), "s", err)
 			t = time.Now()
 			_, err = listAll(ctx, cl, prefixTr, "")
