@@ -88,9 +88,11 @@ func main() {
 			MaxReadAhead:  1 << 20,
 			MaxBackground: 64,
 			DisableSplice: true,
-			DirectMount:   os.Geteuid() == 0,
-			FsName:        "fuseceiling",
-			Name:          "fuseceiling",
+			// Asynchronous direct I/O and atomic O_TRUNC, as cosmount.
+			ExtraCapabilities: fuse.CAP_ASYNC_DIO | fuse.CAP_ATOMIC_O_TRUNC,
+			DirectMount:       os.Geteuid() == 0,
+			FsName:            "fuseceiling",
+			Name:              "fuseceiling",
 		},
 	}
 	server, err := gofs.Mount(mnt, root, opts)
