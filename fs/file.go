@@ -99,9 +99,10 @@ func (n *File) refresh(ctx context.Context) (objMeta, syscall.Errno) {
 	if errno != 0 {
 		return objMeta{}, errno
 	}
-	if m.dir {
-		// Became a directory behind our back: the kernel will look it up
-		// again.
+	if m.dir || m.fileType() != n.fileType() {
+		// The name now holds a directory, or a symlink where this node is
+		// a file (or the reverse): not this node's object any more. The
+		// kernel looks the name up again.
 		return objMeta{}, syscall.ESTALE
 	}
 	n.setMeta(m)

@@ -38,15 +38,21 @@ type countingBucket struct {
 
 func (c *countingBucket) Head(ctx context.Context, in *transport.HeadInput) (*transport.ObjectInfo, error) {
 	c.heads.Add(1)
-	n := c.inflight.Add(1)
-	defer c.inflight.Add(-1)
+	defer inflight(&c.inflight, &c.maxHeadsX)()
+	return c.Bucket.Head(ctx, in)
+}
+
+// inflight counts one more request in n and records the most in max; the
+// returned function counts it out.
+func inflight(n, max *atomic.Int64) func() {
+	v := n.Add(1)
 	for {
-		m := c.maxHeadsX.Load()
-		if n <= m || c.maxHeadsX.CompareAndSwap(m, n) {
+		m := max.Load()
+		if v <= m || max.CompareAndSwap(m, v) {
 			break
 		}
 	}
-	return c.Bucket.Head(ctx, in)
+	return func() { n.Add(-1) }
 }
 
 func (c *countingBucket) Get(ctx context.Context, in *transport.GetInput) (*transport.GetOutput, error) {
@@ -56,14 +62,7 @@ func (c *countingBucket) Get(ctx context.Context, in *transport.GetInput) (*tran
 
 func (c *countingBucket) List(ctx context.Context, in *transport.ListInput) (*transport.ListOutput, error) {
 	c.lists.Add(1)
-	n := c.listsIn.Add(1)
-	defer c.listsIn.Add(-1)
-	for {
-		m := c.maxListsX.Load()
-		if n <= m || c.maxListsX.CompareAndSwap(m, n) {
-			break
-		}
-	}
+	defer inflight(&c.listsIn, &c.maxListsX)()
 	return c.Bucket.List(ctx, in)
 }
 
