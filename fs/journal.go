@@ -254,12 +254,12 @@ func (f *FS) Drain(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("uploads of released files still running: %w", ctx.Err())
 	}
-	if err := f.flushMetas(ctx); err != nil {
-		return err
-	}
+	// Attributes that could not be written are reported, after the
+	// journal's uploads, which must not wait on them.
+	metaErr := f.flushMetas(ctx)
 	wb := f.wb
 	if wb == nil {
-		return nil
+		return metaErr
 	}
 	wb.mu.Lock()
 	wb.draining = true
@@ -274,7 +274,7 @@ func (f *FS) Drain(ctx context.Context) error {
 		pending := len(wb.due) + len(wb.running)
 		wb.mu.Unlock()
 		if pending == 0 {
-			return nil
+			return metaErr
 		}
 		if time.Since(last) > 2*time.Second {
 			f.log.Info("waiting for pending uploads", "files", pending)
@@ -282,7 +282,7 @@ func (f *FS) Drain(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%d uploads still pending; they stay in the journal for the next mount: %w", pending, ctx.Err())
+			return errors.Join(fmt.Errorf("%d uploads still pending; they stay in the journal for the next mount: %w", pending, ctx.Err()), metaErr)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -22,6 +22,7 @@ type metaFlusher struct {
 	pending map[*File]*time.Timer
 	running sync.WaitGroup // timers that fired and are writing
 	closed  bool           // drained: changes from now on are written at once
+	late    []*File        // failed in a timer that fired as the drain began
 }
 
 // deferMeta records that n's attributes changed; they are written after
@@ -63,10 +64,24 @@ func (n *File) metaDue() {
 	defer f.metas.running.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if errno := n.flushMeta(ctx); errno != 0 {
-		f.log.Warn("attributes not written to the object; trying again in 10s", "key", n.key(), "errno", errno.Error())
+	errno := n.flushMeta(ctx)
+	switch errno {
+	case 0:
+	case syscall.ESTALE, syscall.ENOENT:
+		// The object changed or went behind our back: its own attributes
+		// win, as for any change made elsewhere.
+		f.log.Warn("attributes not written: the object changed or was deleted meanwhile", "key", n.key(), "errno", errno.Error())
+		n.mu.Lock()
+		n.metaDirty = false
+		n.mu.Unlock()
+		f.stats.forget(n.key())
+	default:
 		f.metas.mu.Lock()
-		if _, ok := f.metas.pending[n]; !ok && !f.metas.closed {
+		if f.metas.closed {
+			// The drain is waiting for this timer: it tries once more.
+			f.metas.late = append(f.metas.late, n)
+		} else if _, ok := f.metas.pending[n]; !ok {
+			f.log.Warn("attributes not written to the object; trying again in 10s", "key", n.key(), "errno", errno.Error())
 			f.metas.pending[n] = time.AfterFunc(10*time.Second, func() { n.metaDue() })
 		}
 		f.metas.mu.Unlock()
@@ -96,15 +111,20 @@ func (n *File) flushMeta(ctx context.Context) syscall.Errno {
 	return errno
 }
 
-// takeMeta reports whether n has attributes waiting, and clears the mark:
-// the caller writes them (a rename's copy). Call with upMu held; give them
-// back with restoreMeta if that fails.
-func (n *File) takeMeta() bool {
+// takeMeta returns n's attributes (with the local copy's size) and whether
+// some of them wait to be written, and clears that mark in the same
+// step: the caller writes them (a rename's copy, an xattr's self-copy).
+// Call with upMu held; give them back with restoreMeta if that fails.
+func (n *File) takeMeta() (objMeta, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	m := n.meta
+	if n.ws != nil {
+		m.size = n.ws.size
+	}
 	d := n.metaDirty
 	n.metaDirty = false
-	return d
+	return m, d
 }
 
 func (n *File) restoreMeta() {
@@ -126,6 +146,10 @@ func (f *FS) flushMetas(ctx context.Context) error {
 	f.metas.pending = nil
 	f.metas.mu.Unlock()
 	f.metas.running.Wait()
+	f.metas.mu.Lock()
+	files = append(files, f.metas.late...)
+	f.metas.late = nil
+	f.metas.mu.Unlock()
 	failed := 0
 	for _, n := range files {
 		if errno := n.flushMeta(ctx); errno != 0 {

@@ -48,7 +48,8 @@ func (d *Dir) writable(name string) syscall.Errno {
 // close uploads it (an empty file as a zero-byte PUT).
 func (d *Dir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	ctx = uninterrupted(ctx)
-	d.fsys.namespaceChanged()
+	d.fsys.namespaceChanged() // before: listings sent from now on may miss the change
+	defer d.fsys.namespaceChanged()
 	if errno := d.writable(name); errno != 0 {
 		return nil, nil, 0, errno
 	}
@@ -74,7 +75,8 @@ func (d *Dir) Create(ctx context.Context, name string, flags uint32, mode uint32
 // Mkdir implements NodeMkdirer: a "name/" marker object.
 func (d *Dir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	ctx = uninterrupted(ctx)
-	d.fsys.namespaceChanged()
+	d.fsys.namespaceChanged() // before: listings sent from now on may miss the change
+	defer d.fsys.namespaceChanged()
 	if errno := d.writable(name); errno != 0 {
 		return nil, errno
 	}
@@ -97,7 +99,8 @@ func (d *Dir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.Ent
 // Rmdir implements NodeRmdirer.
 func (d *Dir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	ctx = uninterrupted(ctx)
-	d.fsys.namespaceChanged()
+	d.fsys.namespaceChanged() // before: listings sent from now on may miss the change
+	defer d.fsys.namespaceChanged()
 	if d.fsys.opt.ReadOnly {
 		return syscall.EROFS
 	}
@@ -148,7 +151,8 @@ func (f *FS) dirEmpty(ctx context.Context, prefix string) (bool, syscall.Errno) 
 // replaced meanwhile), and the name is gone from the mount at once.
 func (d *Dir) Unlink(ctx context.Context, name string) syscall.Errno {
 	ctx = uninterrupted(ctx)
-	d.fsys.namespaceChanged()
+	d.fsys.namespaceChanged() // before: listings sent from now on may miss the change
+	defer d.fsys.namespaceChanged()
 	if d.fsys.opt.ReadOnly {
 		return syscall.EROFS
 	}
@@ -218,7 +222,8 @@ func (f *FS) deleteUnlinked(key, etag string) {
 // whose mode says S_IFLNK, as cosfs and s3fs write it.
 func (d *Dir) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	ctx = uninterrupted(ctx)
-	d.fsys.namespaceChanged()
+	d.fsys.namespaceChanged() // before: listings sent from now on may miss the change
+	defer d.fsys.namespaceChanged()
 	if errno := d.writable(name); errno != 0 {
 		return nil, errno
 	}
@@ -293,7 +298,8 @@ func applySetattr(m *objMeta, in *fuse.SetAttrIn) bool {
 // is only renamed here: its upload goes to the new name.
 func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	ctx = uninterrupted(ctx)
-	d.fsys.namespaceChanged()
+	d.fsys.namespaceChanged() // before: listings sent from now on may miss the change
+	defer d.fsys.namespaceChanged()
 	f := d.fsys
 	if f.opt.ReadOnly {
 		return syscall.EROFS
@@ -387,9 +393,8 @@ func (n *File) rename(ctx context.Context, src, dst string) syscall.Errno {
 			return errno
 		}
 	}
-	m := n.getMetaWithSize()
+	m, withMeta := n.takeMeta()
 	var meta map[string]string
-	withMeta := n.takeMeta()
 	if withMeta {
 		meta = f.uploadMeta(m) // the copy carries the attributes set since
 	}

@@ -774,3 +774,23 @@ func TestCreatingFilesInANewDirectorySendsNoLookups(t *testing.T) {
 		t.Errorf("lookups in a freshly listed directory sent %d HEAD and %d LIST", h, l)
 	}
 }
+
+// An attribute change waiting for its self-copy gives way to another
+// client's newer object: it is dropped, not retried forever, and the
+// unmount's drain reports nothing left.
+func TestPendingAttributesYieldToANewerObject(t *testing.T) {
+	r := newBucket(t)
+	r.put("f", []byte("old"), nil)
+	r.mount(cfs.Options{MetaDelay: 300 * time.Millisecond})
+	if err := os.Chmod(filepath.Join(r.mnt, "f"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.put("f", []byte("newer, from elsewhere"), map[string]string{"mode": "33261"}) // 0755
+	time.Sleep(time.Second)
+	if body, info := r.object("f"); string(body) != "newer, from elsewhere" || info.Metadata["mode"] != "33261" {
+		t.Fatalf("the other client's object was changed: %q %v", body, info.Metadata)
+	}
+	if err := r.fsys.Drain(context.Background()); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+}

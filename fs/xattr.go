@@ -183,8 +183,11 @@ func (n *File) changeXattrs(ctx context.Context, change func(map[string][]byte) 
 		}
 		return n.flush(ctx)
 	}
-	// The copy writes every attribute, those waiting included.
-	withMeta := n.takeMeta()
+	// The copy writes every attribute, those waiting included, one upload
+	// or copy of this file at a time.
+	n.upMu.Lock()
+	defer n.upMu.Unlock()
+	m, withMeta := n.takeMeta()
 	errno := n.setMetaRemote(ctx, n.key(), m)
 	if errno != 0 && withMeta {
 		n.restoreMeta()
