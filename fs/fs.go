@@ -245,10 +245,8 @@ func (f *FS) MountOptions() *gofs.Options {
 			// failed attempt to grow a pipe to 1 MiB per read.
 			DisableSplice: true,
 			// O_DIRECT readers (databases, fio) keep several reads in
-			// flight on one descriptor instead of one at a time; open
-			// with O_TRUNC arrives as one OPEN, not a truncate (which on
-			// a closed file would upload an empty object) then an open.
-			ExtraCapabilities: fuse.CAP_ASYNC_DIO | fuse.CAP_ATOMIC_O_TRUNC,
+			// flight on one descriptor instead of one at a time.
+			ExtraCapabilities: fuse.CAP_ASYNC_DIO,
 			PanicHandler: func(v any) fuse.Status {
 				f.log.Error("internal error answered with EIO", "panic", v)
 				return fuse.EIO

@@ -794,3 +794,32 @@ func TestPendingAttributesYieldToANewerObject(t *testing.T) {
 		t.Fatalf("drain: %v", err)
 	}
 }
+
+// open(O_TRUNC) of an existing object truncates with the handle open: the
+// object is replaced by one upload at close, never first by an empty one.
+func TestOpenTruncUploadsOnce(t *testing.T) {
+	r := newBucket(t)
+	r.put("t", bytes.Repeat([]byte("old"), 1000), nil)
+	r.mount(cfs.Options{})
+	p := filepath.Join(r.mnt, "t")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatal(err)
+	}
+	before := r.client.Stats()
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.client.Stats()["PUT"] - before["PUT"]; n != 1 {
+		t.Errorf("%d PUTs for open(O_TRUNC), write, close; want 1", n)
+	}
+	if body, _ := r.object("t"); string(body) != "new" {
+		t.Errorf("object after the rewrite: %q", body)
+	}
+}

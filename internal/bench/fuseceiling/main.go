@@ -88,8 +88,8 @@ func main() {
 			MaxReadAhead:  1 << 20,
 			MaxBackground: 64,
 			DisableSplice: true,
-			// Asynchronous direct I/O and atomic O_TRUNC, as cosmount.
-			ExtraCapabilities: fuse.CAP_ASYNC_DIO | fuse.CAP_ATOMIC_O_TRUNC,
+			// Asynchronous direct I/O, as cosmount.
+			ExtraCapabilities: fuse.CAP_ASYNC_DIO,
 			DirectMount:       os.Geteuid() == 0,
 			FsName:            "fuseceiling",
 			Name:              "fuseceiling",
