@@ -116,7 +116,13 @@ func (n *File) _truncate(size int64) error {
 	ws.gen++
 	ws.st.ok = false
 	if size == 0 {
+		// Emptied (open with O_TRUNC reaches here): the file can stream
+		// again from offset 0; parts of an earlier stream are dropped.
 		ws.discarded = false
+		if old := ws._detachStream(); old.mw != nil {
+			go old.mw.Abort(context.Background())
+		}
+		ws.st.ok = true
 	}
 	n.meta.mtime = time.Now()
 	return nil
