@@ -6,7 +6,7 @@
 #   scripts/bench.sh            full run (about 33 minutes on 2 cores; --runs 2 for 30)
 #   scripts/bench.sh --quick    tiny sizes, every code path (CI)
 # Options: --profiles local,region   --fs cosmount,s3fs,rclone,rclone-writes
-#          --runs N   --out DIR
+#          --groups read,write,rand,meta,small   --runs N   --out DIR
 #
 # Needs root on a fresh Debian machine: installs s3fs, rclone, fio, rsync,
 # builds the pinned versitygw, cosmount and the helpers in internal/bench.
@@ -16,9 +16,11 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
+ARGS=$*
 QUICK=0
 PROFILES=local,region
 FILESYSTEMS=cosmount,s3fs,rclone,rclone-writes
+WANT_GROUPS=read,write,rand,meta,small
 RUNS=
 OUT=
 while [ $# -gt 0 ]; do
@@ -26,6 +28,7 @@ while [ $# -gt 0 ]; do
 	--quick) QUICK=1 ;;
 	--profiles) PROFILES=$2; shift ;;
 	--fs) FILESYSTEMS=$2; shift ;;
+	--groups) WANT_GROUPS=$2; shift ;;
 	--runs) RUNS=$2; shift ;;
 	--out) OUT=$2; shift ;;
 	-h | --help) sed -n '2,15p' "$0"; exit 0 ;;
@@ -412,6 +415,9 @@ group_write() {
 		local dst="w$run-$w" key="w$run-$w" cmd
 		[ $w = dd ] && cmd="dd if=$WORK/src.bin of=$mnt/$dst bs=1M conv=fsync" || cmd="cp $WORK/src.bin $mnt/$dst"
 		[ "$fs" != fuse ] && cmd="$cmd && $(wait_object_cmd "$key")"
+		# Start from no dirty pages: otherwise the previous write's
+		# writeback competes with this one, whichever file system ran it.
+		sync
 		measure "$fs" "write-$w" "$run" rate "$WRITE" "$cmd" || true
 	done
 	kill "$spid" 2>/dev/null || true
@@ -501,6 +507,9 @@ runs_of() {
 	if [ "$PROFILE" = region ] || [ "$1" = small ]; then echo 1; else echo "$RUNS"; fi
 }
 
+# want_group G: G is among --groups.
+want_group() { [[ ",$WANT_GROUPS," == *",$1,"* ]]; }
+
 run_fs() {
 	local fs=$1 g run
 	log "[$PROFILE] $fs"
@@ -510,6 +519,7 @@ run_fs() {
 	# its reads and listings are rclone's, measured in the column before.
 	[ "$fs" = rclone-writes ] && groups="write small"
 	for g in $groups; do
+		want_group "$g" || continue
 		for run in $(seq 1 "$(runs_of $g)"); do
 			"group_$g" "$fs" "$run"
 		done
@@ -523,9 +533,9 @@ run_fuse_ceiling() {
 	log "[$PROFILE] FUSE ceiling"
 	BUCKET=memory
 	for run in $(seq 1 "$RUNS"); do
-		group_read fuse "$run"
-		group_write fuse "$run"
-		group_rand fuse "$run"
+		for g in read write rand; do
+			if want_group "$g"; then "group_$g" fuse "$run"; fi
+		done
 	done
 }
 
@@ -533,11 +543,18 @@ run_raw() {
 	log "[$PROFILE] raw client"
 	fresh_bucket
 	requests - x 0
-	AWS_ACCESS_KEY_ID=$VGW_ACCESS AWS_SECRET_ACCESS_KEY=$VGW_SECRET timeout 900 "$HB/rawclient" ceiling \
-		-endpoint "$ENDPOINT" -bucket "$BUCKET" -profile "$PROFILE" \
-		-runs "$(runs_of raw)" -cold-first -rand-time "${RAND_TIME}s" -out "$RAW" 2>>"$LOGS/rawclient.log" || log "raw client ceiling failed"
-	local w src
+	local only=() w src
+	want_group read && only+=(get first)
+	want_group write && only+=(put)
+	want_group rand && only+=(rand)
+	want_group meta && only+=(list)
+	if [ ${#only[@]} -gt 0 ]; then
+		AWS_ACCESS_KEY_ID=$VGW_ACCESS AWS_SECRET_ACCESS_KEY=$VGW_SECRET timeout 900 "$HB/rawclient" ceiling \
+			-endpoint "$ENDPOINT" -bucket "$BUCKET" -profile "$PROFILE" -only "$(IFS=,; echo "${only[*]}")" \
+			-runs "$(runs_of raw)" -cold-first -rand-time "${RAND_TIME}s" -out "$RAW" 2>>"$LOGS/rawclient.log" || log "raw client ceiling failed"
+	fi
 	for w in cp-r tar; do
+		want_group small || break
 		[ $w = cp-r ] && src=$SMALL_SRC || src=$TAR_SRC
 		AWS_ACCESS_KEY_ID=$VGW_ACCESS AWS_SECRET_ACCESS_KEY=$VGW_SECRET timeout 300 "$HB/rawclient" putdir \
 			-endpoint "$ENDPOINT" -bucket "$BUCKET" -profile "$PROFILE" -runs "$(runs_of raw)" \
@@ -566,8 +583,6 @@ machine_info() {
 
 # ---------------------------------------------------------------- main
 
-ARGS=$(printf '%s ' "$@")
-[ $QUICK = 1 ] && ARGS="--quick $ARGS"
 START=$(now)
 setup
 machine_info

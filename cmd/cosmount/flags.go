@@ -77,7 +77,19 @@ func (o *octal) Set(s string) error {
 // size is a byte count with an optional unit: 512K, 8M, 1G, 1GiB, 1024.
 type size int64
 
-func (z *size) String() string { return strconv.FormatInt(int64(*z), 10) }
+// String shows the size in the largest unit that divides it (256M, 4K).
+func (z *size) String() string {
+	v := int64(*z)
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"G", 30}, {"M", 20}, {"K", 10}} {
+		if v != 0 && v%(1<<u.shift) == 0 {
+			return strconv.FormatInt(v>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(v, 10)
+}
 func (z *size) Set(s string) error {
 	v, err := units.ParseSize(s)
 	if err != nil {
@@ -132,8 +144,8 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fl.Var(&c.dirMode, "dir-mode", "permissions of directories (octal)")
 	fl.DurationVar(&c.statTTL, "stat-cache-ttl", time.Minute, "how long attributes and entries are cached")
 	fl.DurationVar(&c.negTTL, "negative-cache-ttl", 5*time.Second, "how long a missing name is remembered")
-	fl.Var(&c.readCacheSize, "read-cache-size", "memory for cached read blocks (default 256M)")
-	fl.Var(&c.blockSize, "read-block-size", "unit of the read cache: the least a random read fetches (default 256K); sequential reads fetch 4M per request")
+	fl.Var(&c.readCacheSize, "read-cache-size", "memory for cached read blocks")
+	fl.Var(&c.blockSize, "read-block-size", "unit of the read cache: the least a random read fetches; sequential reads fetch 4M per request")
 	fl.BoolVar(&c.fastList, "fast-list", false, "attributes from listings alone: no HEAD while listing (mtime = upload time, default modes)")
 	fl.StringVar(&c.cacheDir, "cache-dir", "", "folder for write-back files (default a folder under the system's temp dir)")
 	fl.Var(&c.cacheSize, "cache-size", "disk space for write-back files (default 10G)")
