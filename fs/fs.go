@@ -162,6 +162,7 @@ type FS struct {
 	up        Uploads
 	copier    Copies
 	store     *cache.Store
+	unlockDir func()         // keeps the cache dir's lock file open; gives the lock back
 	wb        *writeBack     // nil unless WriteBackDelay > 0
 	bg        sync.WaitGroup // uploads started by a release, which Drain waits for
 	metas     metaFlusher    // attribute changes waiting for their self-copy
@@ -186,8 +187,18 @@ type FS struct {
 // New builds the filesystem. ctx lives as long as the mount.
 func New(ctx context.Context, b Bucket, up Uploads, cp Copies, opt Options) (*FS, error) {
 	opt.setDefaults()
+	// The cache dir's lock is held while the FS lives; the kernel gives it
+	// back when the process ends, however it ends.
+	unlock := func() {}
+	if !opt.ReadOnly {
+		var err error
+		if unlock, err = cache.LockDir(opt.CacheDir); err != nil {
+			return nil, err
+		}
+	}
 	store, err := cache.NewStore(opt.CacheDir, opt.CacheSize)
 	if err != nil {
+		unlock()
 		return nil, err
 	}
 	f := &FS{
@@ -197,6 +208,7 @@ func New(ctx context.Context, b Bucket, up Uploads, cp Copies, opt Options) (*FS
 		up:         up,
 		copier:     cp,
 		store:      store,
+		unlockDir:  unlock,
 		hidden:     map[string]int{},
 		stats:      newStatCache(200000),
 		mountTime:  time.Now(),
@@ -210,12 +222,17 @@ func New(ctx context.Context, b Bucket, up Uploads, cp Copies, opt Options) (*FS
 		Context:    ctx,
 	})
 	if err != nil {
+		unlock()
 		return nil, err
 	}
 	f.blocks = bc
 	f.heads = newHeadQueue(ctx, opt.ListHeadParallel, f.headInto)
+	if !opt.ReadOnly {
+		f.abortNotedUploads(ctx)
+	}
 	if opt.WriteBackDelay > 0 {
 		if err := f.startWriteBack(ctx); err != nil {
+			unlock()
 			return nil, err
 		}
 	}

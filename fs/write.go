@@ -240,7 +240,7 @@ func (n *File) streamParts(ctx context.Context, parts []streamPart) syscall.Errn
 		n.mu.Unlock()
 		delete(meta, metaMtime)
 		delete(meta, metaMtimeN)
-		mw, err = f.up.Begin(ctx, key, "", meta)
+		mw, err = f.beginUpload(ctx, key, meta)
 		if err != nil {
 			// Not fatal: the whole file goes up at close instead.
 			n.mu.Lock()
@@ -426,7 +426,7 @@ func (f *FS) upload(ctx context.Context, key, baseKey string, wf *cache.WriteFil
 	if err != nil {
 		return "", err
 	}
-	mw, err := f.up.Begin(ctx, key, "", meta)
+	mw, err := f.beginUpload(ctx, key, meta)
 	if err != nil {
 		return "", err
 	}

@@ -32,6 +32,7 @@ type fakeBucket struct {
 	aborted   []string                            // upload ids aborted
 	putHook   func(in *PutInput) error            // nil: none
 	copyHook  func(in *UploadPartCopyInput) error // nil: none
+	abortErr  error                               // AbortMultipart fails with it
 }
 
 type fakeObject struct {
@@ -232,6 +233,9 @@ func (f *fakeBucket) AbortMultipart(ctx context.Context, key, id string) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.abortErr != nil {
+		return f.abortErr
+	}
 	if up := f.uploads[id]; up == nil || up.key != key {
 		return notFound("Abort", key)
 	}

@@ -264,3 +264,12 @@ func readAllString(t *testing.T, c *Client, key string) []byte {
 	}
 	return b
 }
+
+// slowRequestBody forwards, reading the request's body in chunks of n bytes
+// with a pause of d before each.
+func slowRequestBody(n int, d time.Duration) func(*faultProxy, http.ResponseWriter, *http.Request) {
+	return func(p *faultProxy, w http.ResponseWriter, r *http.Request) {
+		r.Body = &slowReader{rc: r.Body, n: n, d: d, done: r.Context().Done()}
+		p.forward(w, r, nil)
+	}
+}

@@ -40,6 +40,8 @@ type MultipartWriter struct {
 	err    error // first failure
 	state  writerState
 	expect int64 // total size checked by Complete; -1: none
+	onEnd  func()
+	ended  sync.Once
 }
 
 type writerState int
@@ -70,6 +72,24 @@ func (mw *MultipartWriter) Key() string { return mw.key }
 
 // UploadID is the server's id of the upload.
 func (mw *MultipartWriter) UploadID() string { return mw.uploadID }
+
+// OnEnd has fn called once the upload is gone from the server: completed,
+// or aborted with the server's agreement. An abort that fails leaves the
+// upload in place and fn uncalled. Set it before adding parts.
+func (mw *MultipartWriter) OnEnd(fn func()) {
+	mw.mu.Lock()
+	mw.onEnd = fn
+	mw.mu.Unlock()
+}
+
+func (mw *MultipartWriter) end() {
+	mw.mu.Lock()
+	fn := mw.onEnd
+	mw.mu.Unlock()
+	if fn != nil {
+		mw.ended.Do(fn)
+	}
+}
 
 // ExpectSize makes Complete refuse to complete unless the parts add up to
 // exactly size bytes.
@@ -282,6 +302,7 @@ func (mw *MultipartWriter) Complete(ctx context.Context) (*PutOutput, error) {
 	mw.state = writerDone
 	mw.mu.Unlock()
 	mw.cancel()
+	mw.end()
 	return out, nil
 }
 
@@ -355,7 +376,10 @@ func (mw *MultipartWriter) abort(ctx context.Context) error {
 	defer cancel()
 	err := mw.api.AbortMultipart(actx, mw.key, mw.uploadID)
 	if errors.Is(err, ErrNotFound) {
-		return nil
+		err = nil
+	}
+	if err == nil {
+		mw.end()
 	}
 	return err
 }

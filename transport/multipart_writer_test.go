@@ -200,3 +200,46 @@ func TestUploadWriterCompleteCancelled(t *testing.T) {
 	}
 	assertAborted(t, f, "k")
 }
+
+// OnEnd runs once the upload is gone from the server, and only then.
+func TestUploadWriterOnEnd(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name     string
+		abortErr error
+		complete bool
+		want     int
+	}{
+		{"completed", nil, true, 1},
+		{"aborted", nil, false, 1},
+		{"abort refused", errFlaky, false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeBucket()
+			f.abortErr = tc.abortErr
+			u := newTestUploader(f, UploaderOptions{ChunkSize: mib, ChunkParallelLimit: 2})
+			mw, err := u.Begin(ctx, "k", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ended := 0
+			mw.OnEnd(func() { ended++ })
+			data := testBytes(mib, 3)
+			if err := mw.AddPart(ctx, 1, bytes.NewReader(data), 0, mib); err != nil {
+				t.Fatal(err)
+			}
+			if tc.complete {
+				_, err = mw.Complete(ctx)
+			} else {
+				err = mw.Abort(ctx)
+			}
+			if (err != nil) != (tc.abortErr != nil) {
+				t.Fatalf("err = %v", err)
+			}
+			_ = mw.Abort(ctx) // a second end changes nothing
+			if ended != tc.want {
+				t.Errorf("OnEnd ran %d times, want %d", ended, tc.want)
+			}
+		})
+	}
+}

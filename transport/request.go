@@ -138,16 +138,30 @@ func (c *Client) attempt(ctx context.Context, r *request, cred auth.Credentials)
 		req.Header = http.Header{}
 	}
 	var rb *reqBody
+	var fb *fileBody
 	payloadHash := r.hash
 	if r.body != nil && r.size > 0 {
-		if _, err := r.body.Seek(r.start, io.SeekStart); err != nil {
-			return fail(c.opError(r, err))
+		if sb, ok := r.body.(sectionBody); ok && !r.crc {
+			if f, check, ok := sb.section(r.start, r.size); ok {
+				var err error
+				if fb, err = newFileBody(f, r.size, check, wd); err == nil {
+					req.Body = fb
+				} else {
+					f.Close()
+				}
+			}
 		}
-		rb = &reqBody{r: io.LimitReader(r.body, r.size), wd: wd}
-		if r.crc {
-			rb.crc = crc64.New(crcTable)
+		if fb == nil {
+			if _, err := r.body.Seek(r.start, io.SeekStart); err != nil {
+				return fail(c.opError(r, err))
+			}
+			rb = &reqBody{r: io.LimitReader(r.body, r.size), wd: wd}
+			if r.crc {
+				rb.crc = crc64.New(crcTable)
+			}
+			req.Body = rb
 		}
-		req.Body, req.ContentLength = rb, r.size
+		req.ContentLength = r.size
 		if payloadHash == "" {
 			payloadHash = auth.UnsignedPayload
 		}
@@ -163,6 +177,9 @@ func (c *Client) attempt(ctx context.Context, r *request, cred auth.Credentials)
 		// reaches r.body, so the next attempt can seek it safely.
 		rb.Close()
 	}
+	if fb != nil {
+		fb.finish()
+	}
 	wd.received()
 	if err != nil {
 		return fail(c.netError(r, ctx, actx, err))
@@ -171,6 +188,14 @@ func (c *Client) attempt(ctx context.Context, r *request, cred auth.Credentials)
 		body, _ := readAll(resp.Body, wd, maxErrorBodyBytes)
 		resp.Body.Close()
 		return fail(c.httpError(r, resp, body, cred))
+	}
+	if fb != nil {
+		if err := fb.check(); err != nil {
+			// The bytes changed under the send: the server holds what they
+			// were, which must not be used.
+			resp.Body.Close()
+			return fail(c.opError(r, err))
+		}
 	}
 	if r.stream {
 		return &response{Response: resp, stream: &respBody{rc: resp.Body, wd: wd, cancel: cancel, ctx: actx}}, nil

@@ -6,6 +6,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -149,7 +151,13 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 		CopyChunkParallelLimit: c.copyChunkParallel, MinPartSize: minPart})
 	cacheDir := c.cacheDir
 	if cacheDir == "" {
-		cacheDir = filepath.Join(os.TempDir(), fmt.Sprintf("cosmount-%d", os.Getuid()), c.bucket)
+		name := c.bucket
+		if c.prefix != "" {
+			// Mounts of other prefixes of the bucket get folders of their own.
+			sum := sha256.Sum256([]byte(c.prefix))
+			name += "-" + hex.EncodeToString(sum[:6])
+		}
+		cacheDir = filepath.Join(os.TempDir(), fmt.Sprintf("cosmount-%d", os.Getuid()), name)
 	}
 	fsys, err := cfs.New(ctx, client, up, cp, cfs.Options{
 		Prefix:            c.prefix,

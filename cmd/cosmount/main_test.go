@@ -57,16 +57,23 @@ type env struct {
 func setup(t *testing.T) *env {
 	srv := testrig.Get(t)
 	e := &env{srv: srv, bucket: srv.NewBucket(t), bin: build(t)}
-	c, err := transport.New(transport.Config{Flavor: transport.FlavorS3, Endpoint: srv.Endpoint, Bucket: e.bucket,
-		Region: srv.Region, PathStyle: true,
-		Credentials: auth.NewStatic(auth.Credentials{SecretID: srv.AccessKey, SecretKey: srv.SecretKey})})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := e.client(t)
 	if _, err := c.Put(context.Background(), &transport.PutInput{Key: "dir/hello", Body: strings.NewReader("hello"), Size: 5}); err != nil {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// client talks to the test bucket directly, past any mount.
+func (e *env) client(t *testing.T) *transport.Client {
+	t.Helper()
+	c, err := transport.New(transport.Config{Flavor: transport.FlavorS3, Endpoint: e.srv.Endpoint, Bucket: e.bucket,
+		Region: e.srv.Region, PathStyle: true,
+		Credentials: auth.NewStatic(auth.Credentials{SecretID: e.srv.AccessKey, SecretKey: e.srv.SecretKey})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // cmd runs cosmount with the server's keys in the environment.

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"cosmount/auth"
 	"cosmount/transport"
 )
 
@@ -50,12 +49,7 @@ func TestKillDuringWriteBackThenRemountLosesNothing(t *testing.T) {
 	c.Wait()
 	syscall.Unmount(mnt, syscall.MNT_DETACH)
 
-	client, err := transport.New(transport.Config{Flavor: transport.FlavorS3, Endpoint: e.srv.Endpoint, Bucket: e.bucket,
-		Region: e.srv.Region, PathStyle: true,
-		Credentials: auth.NewStatic(auth.Credentials{SecretID: e.srv.AccessKey, SecretKey: e.srv.SecretKey})})
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := e.client(t)
 	ctx := context.Background()
 	if _, err := client.Head(ctx, &transport.HeadInput{Key: "wb/file-0"}); err == nil {
 		t.Fatal("uploaded before the kill despite the 1h delay: the test proves nothing")
@@ -99,5 +93,110 @@ func waitMounted(t *testing.T, mnt string, c *exec.Cmd) {
 			t.Fatal("not mounted")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestKillDuringAStreamedWriteLeavesNoUpload kills cosmount while a large
+// file is being written (its first parts already streamed as a multipart
+// upload) and mounts again on the same cache dir: the mount must abort the
+// orphaned upload before it is ready.
+func TestKillDuringAStreamedWriteLeavesNoUpload(t *testing.T) {
+	e := setup(t)
+	mnt, cacheDir := t.TempDir(), t.TempDir()
+	args := []string{"--foreground", "--endpoint", e.srv.Endpoint, "--cache-dir", cacheDir, e.bucket, mnt}
+	c := e.cmd(e.srv.SecretKey, args...)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitMounted(t, mnt, c)
+	client := e.client(t)
+	ctx := context.Background()
+	w, err := os.Create(filepath.Join(mnt, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(make([]byte, 20<<20)); err != nil { // two 8 MiB parts stream
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ups, err := client.ListMultipartUploads(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ups) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d multipart uploads while the file is written, want 1", len(ups))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.Process.Kill()
+	c.Wait()
+	w.Close()
+	syscall.Unmount(mnt, syscall.MNT_DETACH)
+	if ups, _ := client.ListMultipartUploads(ctx, ""); len(ups) != 1 {
+		t.Fatalf("%d multipart uploads after the kill, want the 1 left behind: the test proves nothing", len(ups))
+	}
+
+	c = e.cmd(e.srv.SecretKey, args...)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitMounted(t, mnt, c)
+	if ups, _ := client.ListMultipartUploads(ctx, ""); len(ups) != 0 {
+		t.Errorf("%d multipart uploads left after the remount", len(ups))
+	}
+	if ents, _ := os.ReadDir(filepath.Join(cacheDir, "uploads")); len(ents) != 0 {
+		t.Errorf("%d upload notes left after the remount", len(ents))
+	}
+	c.Process.Signal(syscall.SIGTERM)
+	c.Wait()
+}
+
+// TestSecondMountOnTheSameCacheDirIsRefused: two mounts sharing a cache dir
+// would upload and remove each other's files; the second one fails with a
+// clear message and leaves no mount behind.
+func TestSecondMountOnTheSameCacheDirIsRefused(t *testing.T) {
+	e := setup(t)
+	mnt1, mnt2, cacheDir := t.TempDir(), t.TempDir(), t.TempDir()
+	c := e.cmd(e.srv.SecretKey, "--foreground", "--endpoint", e.srv.Endpoint, "--cache-dir", cacheDir, e.bucket, mnt1)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitMounted(t, mnt1, c)
+	defer func() {
+		c.Process.Signal(syscall.SIGTERM)
+		c.Wait()
+	}()
+	second := e.cmd(e.srv.SecretKey, "--foreground", "--endpoint", e.srv.Endpoint, "--cache-dir", cacheDir, e.bucket, mnt2)
+	var out bytes.Buffer
+	second.Stdout, second.Stderr = &out, &out
+	if err := second.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- second.Wait() }()
+	select {
+	case err := <-exited:
+		if err == nil {
+			t.Error("the second mount exited without an error")
+		}
+	case <-time.After(30 * time.Second):
+		second.Process.Kill()
+		<-exited
+		syscall.Unmount(mnt2, syscall.MNT_DETACH)
+		t.Fatal("a second mount on the same cache dir was accepted")
+	}
+	if !bytes.Contains(out.Bytes(), []byte("in use by another cosmount process")) {
+		t.Errorf("the refusal does not say why: %s", out.String())
+	}
+	if mounted(mnt2) {
+		syscall.Unmount(mnt2, syscall.MNT_DETACH)
+		t.Error("the refused mount left a mount behind")
+	}
+	if _, err := os.Stat(filepath.Join(mnt1, "dir", "hello")); err != nil {
+		t.Errorf("the first mount stopped working: %v", err)
 	}
 }
