@@ -59,10 +59,12 @@ type stream struct {
 }
 
 // _detachStream hands the streaming upload to a flush: later writes no
-// longer touch it. Called with the file's lock held.
+// longer touch it. An empty file may stream again from offset 0: dd, for
+// one, closes a copy of its descriptor before its first write, which
+// flushes the new file. Called with the file's lock held.
 func (ws *writeState) _detachStream() stream {
 	st := ws.st
-	ws.st = stream{nextPart: 1}
+	ws.st = stream{ok: ws.size == 0, nextPart: 1}
 	return st
 }
 
@@ -122,7 +124,6 @@ func (n *File) _truncate(size int64) error {
 		if old := ws._detachStream(); old.mw != nil {
 			go old.mw.Abort(context.Background())
 		}
-		ws.st.ok = true
 	}
 	n.meta.mtime = time.Now()
 	return nil

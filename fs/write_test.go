@@ -824,37 +824,64 @@ func TestOpenTruncUploadsOnce(t *testing.T) {
 	}
 }
 
-// cp over an existing file opens it with O_TRUNC, which the kernel sends as
-// a truncate to 0: the new contents must still stream while they are
-// written, not wait for close.
-func TestOverwriteWithOTruncStreams(t *testing.T) {
-	r := newBucket(t)
-	r.put("t", bytes.Repeat([]byte("old"), 1000), nil)
-	r.mount(cfs.Options{ChunkSize: 5 << 20})
-	p := filepath.Join(r.mnt, "t")
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		t.Fatal(err)
+// The new contents of a file must stream while they are written, not wait
+// for close, also when the file starts out by being emptied: cp over an
+// existing file opens it with O_TRUNC (the kernel sends a truncate to 0), and
+// dd closes a copy of its descriptor before its first write (a flush of the
+// empty file).
+func TestEmptiedFilesStream(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		open func(t *testing.T, p string) *os.File
+	}{
+		{"open O_TRUNC over an existing file", func(t *testing.T, p string) *os.File {
+			f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}},
+		{"flushed while empty", func(t *testing.T, p string) *os.File {
+			f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fd, err := syscall.Dup(int(f.Fd()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil { // flushes the empty file
+				t.Fatal(err)
+			}
+			return os.NewFile(uintptr(fd), p)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newBucket(t)
+			r.put("t", bytes.Repeat([]byte("old"), 1000), nil)
+			r.mount(cfs.Options{ChunkSize: 5 << 20})
+			f := tc.open(t, filepath.Join(r.mnt, "t"))
+			defer f.Close()
+			data := randomBytes(16<<20, 7)
+			before := r.client.Stats()["UploadPart"]
+			if _, err := f.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			// Three whole parts were written; they go up before close.
+			deadline := time.Now().Add(30 * time.Second)
+			for r.client.Stats()["UploadPart"]-before < 3 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d parts uploaded before close, want 3: the file did not stream", r.client.Stats()["UploadPart"]-before)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := r.object("t"); !bytes.Equal(got, data) {
+				t.Errorf("t has %d bytes (or other bytes), want the %d written", len(got), len(data))
+			}
+			r.noUploadsLeft()
+		})
 	}
-	defer f.Close()
-	data := randomBytes(16<<20, 7)
-	before := r.client.Stats()["UploadPart"]
-	if _, err := f.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	// Three whole parts were written; they go up before close.
-	deadline := time.Now().Add(30 * time.Second)
-	for r.client.Stats()["UploadPart"]-before < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d parts uploaded before close, want 3: the overwrite did not stream", r.client.Stats()["UploadPart"]-before)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := r.object("t"); !bytes.Equal(got, data) {
-		t.Errorf("t has %d bytes (or other bytes), want the %d written", len(got), len(data))
-	}
-	r.noUploadsLeft()
 }
