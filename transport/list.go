@@ -39,11 +39,11 @@ func (c *Client) List(ctx context.Context, in *ListInput) (*ListOutput, error) {
 	if err != nil {
 		return nil, err
 	}
+	res, err := decodeList(resp.body)
+	if err != nil {
+		return nil, unreadable(r, resp, err)
+	}
 	if c.cfg.Flavor == FlavorS3 {
-		var res listV2Result
-		if err := decodeXML(r, resp, &res); err != nil {
-			return nil, err
-		}
 		out, err := listOutput(r, resp, res.EncodingType, res.Contents, res.CommonPrefixes)
 		if err != nil {
 			return nil, err
@@ -55,10 +55,6 @@ func (c *Client) List(ctx context.Context, in *ListInput) (*ListOutput, error) {
 			}
 		}
 		return out, nil
-	}
-	var res listV1Result
-	if err := decodeXML(r, resp, &res); err != nil {
-		return nil, err
 	}
 	out, err := listOutput(r, resp, res.EncodingType, res.Contents, res.CommonPrefixes)
 	if err != nil {

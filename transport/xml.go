@@ -27,24 +27,6 @@ type xmlPrefix struct {
 	Prefix string
 }
 
-// listV1Result is COS's ListObjects (V1) answer.
-type listV1Result struct {
-	IsTruncated    bool
-	NextMarker     string
-	EncodingType   string
-	Contents       []xmlObject
-	CommonPrefixes []xmlPrefix
-}
-
-// listV2Result is S3's ListObjectsV2 answer.
-type listV2Result struct {
-	IsTruncated           bool
-	NextContinuationToken string
-	EncodingType          string
-	Contents              []xmlObject
-	CommonPrefixes        []xmlPrefix
-}
-
 type initiateResult struct {
 	UploadID string `xml:"UploadId"`
 }
@@ -123,10 +105,15 @@ type createBucketConfig struct {
 // the server's fault.
 func decodeXML(r *request, resp *response, v any) error {
 	if err := xml.Unmarshal(resp.body, v); err != nil {
-		return &Error{Op: r.op.String(), Key: r.key, StatusCode: resp.StatusCode,
-			Message: "unreadable answer: " + err.Error(), RequestID: requestID(resp.Header), Kind: ErrServer}
+		return unreadable(r, resp, err)
 	}
 	return nil
+}
+
+// unreadable is a 2xx answer whose body could not be decoded.
+func unreadable(r *request, resp *response, err error) *Error {
+	return &Error{Op: r.op.String(), Key: r.key, StatusCode: resp.StatusCode,
+		Message: "unreadable answer: " + err.Error(), RequestID: requestID(resp.Header), Kind: ErrServer}
 }
 
 // urlDecoder undoes encoding-type=url when the answer says it applied it
