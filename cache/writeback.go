@@ -186,6 +186,7 @@ type WriteFile struct {
 	present   rangeSet
 	discarded rangeSet // uploaded, then given back to free the cache
 	charged   int64    // bytes reserved in the store
+	prepaid   int64    // reserved by Prepay, not charged yet
 	closed    bool
 }
 
@@ -218,14 +219,44 @@ func (w *WriteFile) charge(r Range) error {
 	after := w.present.add(r).total()
 	w.mu.Unlock()
 	if grow := after - before; grow > 0 {
-		if err := w.s.reserve(grow, SpaceWait); err != nil {
-			return err
-		}
 		w.mu.Lock()
-		w.charged += grow
+		use := min(grow, w.prepaid)
+		w.prepaid -= use
+		w.charged += use
 		w.mu.Unlock()
+		if rest := grow - use; rest > 0 {
+			if err := w.s.reserve(rest, SpaceWait); err != nil {
+				return err
+			}
+			w.mu.Lock()
+			w.charged += rest
+			w.mu.Unlock()
+		}
 	}
 	return nil
+}
+
+// Prepay reserves n bytes for a change about to be made (a truncate that
+// grows the file), waiting for space as a write does, so that the change
+// itself, made under the caller's locks, need not wait. Refund gives back
+// what the change did not use.
+func (w *WriteFile) Prepay(n int64) error {
+	if err := w.s.reserve(n, SpaceWait); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.prepaid += n
+	w.mu.Unlock()
+	return nil
+}
+
+// Refund gives back the prepaid bytes no change used.
+func (w *WriteFile) Refund() {
+	w.mu.Lock()
+	n := w.prepaid
+	w.prepaid = 0
+	w.mu.Unlock()
+	w.s.release(n)
 }
 
 // ErrDiscarded refuses access to bytes given back after their upload.
@@ -409,8 +440,8 @@ func (w *WriteFile) Close() bool {
 		return false
 	}
 	w.closed = true
-	charged := w.charged
-	w.charged = 0
+	charged := w.charged + w.prepaid
+	w.charged, w.prepaid = 0, 0
 	w.mu.Unlock()
 	w.f.Close()
 	w.s.release(charged)

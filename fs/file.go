@@ -498,6 +498,24 @@ func (n *File) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 			n.mu.Unlock()
 			return f.errno("truncate", key, err)
 		}
+		if ws := n.ws; int64(sz) > ws.size {
+			// Growing takes cache space, which may mean waiting for
+			// uploads: wait without the file's lock, which every stat,
+			// read and write of the file takes.
+			grow := int64(sz) - ws.size
+			n.mu.Unlock()
+			if err := ws.wf.Prepay(grow); err != nil {
+				return f.errno("truncate", key, err)
+			}
+			defer ws.wf.Refund()
+			n.mu.Lock()
+			if n.ws == nil { // dropped meanwhile (it was clean): start again
+				if err := n._startWrite(false); err != nil {
+					n.mu.Unlock()
+					return f.errno("truncate", key, err)
+				}
+			}
+		}
 		if int64(sz) != n.ws.size {
 			if err := n._truncate(int64(sz)); err != nil {
 				n.mu.Unlock()

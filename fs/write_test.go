@@ -885,3 +885,68 @@ func TestEmptiedFilesStream(t *testing.T) {
 		})
 	}
 }
+
+// A truncate that has to wait for cache space must not hold up the file's
+// other operations meanwhile: they take the file's lock.
+func TestTruncateWaitingForSpaceHoldsUpNothingElse(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{CacheSize: 8 << 20})
+	// a fills the cache and keeps it: written out of order, it does not
+	// stream, and it stays open.
+	a, err := os.Create(filepath.Join(r.mnt, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	data := randomBytes(8<<20, 9)
+	if _, err := a.WriteAt(data[1:], 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.WriteAt(data[:1], 0); err != nil {
+		t.Fatal(err)
+	}
+	bPath := filepath.Join(r.mnt, "b")
+	b, err := os.Create(bPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	truncated := make(chan error, 1)
+	go func() { truncated <- b.Truncate(1 << 20) }()
+	select {
+	case err := <-truncated:
+		t.Fatalf("the truncate did not wait for space (%v): the test proves nothing", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	answered := make(chan error, 1)
+	go func() {
+		_, err := unix.Getxattr(bPath, "user.none", make([]byte, 64))
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		if err != unix.ENODATA {
+			t.Errorf("getxattr while the truncate waits: %v, want ENODATA", err)
+		}
+	case <-truncated:
+		t.Fatal("the truncate ended first")
+	case <-time.After(20 * time.Second):
+		t.Fatal("getxattr of the file waits for the truncate: the truncate holds the file's lock while it waits for space")
+	}
+	// Uploading a frees the space; the truncate then goes through.
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-truncated; err != nil {
+		t.Fatalf("truncate after space was freed: %v", err)
+	}
+	if st, err := b.Stat(); err != nil || st.Size() != 1<<20 {
+		t.Fatalf("b after the truncate: %v, %v", st, err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.object("b"); !bytes.Equal(got, make([]byte, 1<<20)) {
+		t.Errorf("b holds %d bytes, want 1 MiB of zeros", len(got))
+	}
+}
