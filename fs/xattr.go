@@ -12,12 +12,23 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 )
 
+// foreignXattr reports a name outside the user namespace. cosmount stores
+// no security (SELinux labels, capabilities), system (POSIX ACLs) or trusted
+// attributes, and says so with EOPNOTSUPP rather than ENODATA: ls -l asks
+// every file for its label and its ACL, and on EOPNOTSUPP it stops asking
+// for the rest of the mount (coreutils remembers a device without support)
+// instead of costing two round trips per file.
+func foreignXattr(attr string) bool { return !strings.HasPrefix(attr, "user.") }
+
 // noXattrs answers the extended-attribute calls of a node that stores none
 // (directories): lists are empty, reads find nothing, and setting one is not
 // supported, which tells cp -a and rsync -X to go on without.
 type noXattrs struct{}
 
 func (noXattrs) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if foreignXattr(attr) {
+		return 0, syscall.EOPNOTSUPP
+	}
 	return 0, syscall.ENODATA
 }
 
@@ -26,6 +37,9 @@ func (noXattrs) Setxattr(ctx context.Context, attr string, data []byte, flags ui
 }
 
 func (noXattrs) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	if foreignXattr(attr) {
+		return syscall.EOPNOTSUPP
+	}
 	return syscall.ENODATA
 }
 
@@ -76,8 +90,8 @@ func encodeXattrs(x map[string][]byte) string {
 // the kernel's own (security.*, system.*) are answered locally.
 func (n *File) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	ctx = uninterrupted(ctx)
-	if !strings.HasPrefix(attr, "user.") {
-		return 0, syscall.ENODATA
+	if foreignXattr(attr) {
+		return 0, syscall.EOPNOTSUPP
 	}
 	m, errno := n.refresh(ctx)
 	if errno != 0 {
@@ -119,7 +133,7 @@ func (n *File) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 // metadata, with a pending upload or by a self-copy.
 func (n *File) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
 	ctx = uninterrupted(ctx)
-	if !strings.HasPrefix(attr, "user.") {
+	if foreignXattr(attr) {
 		return syscall.EOPNOTSUPP
 	}
 	const xattrCreate, xattrReplace = 1, 2
@@ -139,6 +153,9 @@ func (n *File) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 // Removexattr implements NodeRemovexattrer.
 func (n *File) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	ctx = uninterrupted(ctx)
+	if foreignXattr(attr) {
+		return syscall.EOPNOTSUPP
+	}
 	return n.changeXattrs(ctx, func(x map[string][]byte) syscall.Errno {
 		if _, ok := x[attr]; !ok {
 			return syscall.ENODATA
