@@ -415,9 +415,12 @@ group_write() {
 		local dst="w$run-$w" key="w$run-$w" cmd
 		[ $w = dd ] && cmd="dd if=$WORK/src.bin of=$mnt/$dst bs=1M conv=fsync" || cmd="cp $WORK/src.bin $mnt/$dst"
 		[ "$fs" != fuse ] && cmd="$cmd && $(wait_object_cmd "$key")"
-		# Start from no dirty pages: otherwise the previous write's
-		# writeback competes with this one, whichever file system ran it.
-		sync
+		# Start from no dirty pages and an empty page cache (but for the
+		# source): otherwise the previous write's writeback, and reclaiming
+		# the pages earlier workloads left, weigh on this one, whichever
+		# file system ran them. The raw client's PUTs start the same way.
+		drop_caches
+		cat "$WORK/src.bin" >/dev/null
 		measure "$fs" "write-$w" "$run" rate "$WRITE" "$cmd" || true
 	done
 	kill "$spid" 2>/dev/null || true
@@ -551,7 +554,7 @@ run_raw() {
 	if [ ${#only[@]} -gt 0 ]; then
 		AWS_ACCESS_KEY_ID=$VGW_ACCESS AWS_SECRET_ACCESS_KEY=$VGW_SECRET timeout 900 "$HB/rawclient" ceiling \
 			-endpoint "$ENDPOINT" -bucket "$BUCKET" -profile "$PROFILE" -only "$(IFS=,; echo "${only[*]}")" \
-			-runs "$(runs_of raw)" -cold-first -rand-time "${RAND_TIME}s" -out "$RAW" 2>>"$LOGS/rawclient.log" || log "raw client ceiling failed"
+			-runs "$(runs_of raw)" -cold-first -clean-put -rand-time "${RAND_TIME}s" -out "$RAW" 2>>"$LOGS/rawclient.log" || log "raw client ceiling failed"
 	fi
 	for w in cp-r tar; do
 		want_group small || break

@@ -46,6 +46,8 @@ func ceiling(args []string) error {
 	fl.DurationVar(&randTime, "rand-time", 10*time.Second, "duration of each random-read run")
 	fl.StringVar(&only, "only", "", "run only these groups, comma-separated: get, first, put, rand, list (default all)")
 	fl.BoolVar(&coldFirst, "cold-first", false, "drop the page cache (needs root) before each first-4k, as the file systems' first read is measured")
+	var cleanPut bool
+	fl.BoolVar(&cleanPut, "clean-put", false, "sync and drop the page cache (needs root) before each PUT measurement, as the file systems' writes start")
 	_ = fl.Parse(args)
 
 	ctx := context.Background()
@@ -73,9 +75,8 @@ func ceiling(args []string) error {
 		}
 		if want("first") {
 			if coldFirst {
-				syscall.Sync()
-				if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
-					return fmt.Errorf("drop caches: %w", err)
+				if err := dropCaches(); err != nil {
+					return err
 				}
 			}
 			fresh := c.client() // a new connection, like a first read on a new mount
@@ -86,14 +87,23 @@ func ceiling(args []string) error {
 		if want("put") {
 			body := newPattern(int64(putSize))
 			key := fmt.Sprintf("bench/raw-put-%d", run)
-			// Each write starts with no dirty pages, as the file systems' do.
-			syscall.Sync()
+			// Each write starts with no dirty pages and an empty page
+			// cache, as the file systems' do.
+			if cleanPut {
+				if err := dropCaches(); err != nil {
+					return err
+				}
+			}
 			t := time.Now()
 			_, err := cl.Put(ctx, &transport.PutInput{Key: key, Body: io.NewSectionReader(body, 0, int64(putSize)), Size: int64(putSize)})
 			c.emit("raw-put-single", run, mbps(int64(putSize), time.Since(t)), "MB/s", err)
 
 			up := transport.NewUploader(cl, transport.UploaderOptions{MinPartSize: 5 << 20})
-			syscall.Sync()
+			if cleanPut {
+				if err := dropCaches(); err != nil {
+					return err
+				}
+			}
 			t = time.Now()
 			_, err = up.Upload(ctx, &transport.UploadInput{Key: key, BodyAt: body, Size: int64(putSize)})
 			c.emit("raw-put-multipart", run, mbps(int64(putSize), time.Since(t)), "MB/s", err)
@@ -281,6 +291,15 @@ func putdir(args []string) error {
 		}
 		err := g.Wait()
 		c.emit(workload, run, time.Since(t).Seconds(), "s", err)
+	}
+	return nil
+}
+
+// dropCaches writes back dirty pages and empties the page cache (root only).
+func dropCaches() error {
+	syscall.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+		return fmt.Errorf("drop caches: %w", err)
 	}
 	return nil
 }
