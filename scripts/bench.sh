@@ -3,7 +3,7 @@
 # (a FUSE file system serving memory, and cosmount's own client with no file
 # system), on one versitygw on loopback, in one run. See docs/benchmarks.md.
 #
-#   scripts/bench.sh            full run (about 33 minutes on 2 cores; --runs 2 for 30)
+#   scripts/bench.sh            full run (about 31 minutes on 2 cores)
 #   scripts/bench.sh --quick    tiny sizes, every code path (CI)
 # Options: --profiles local,region   --fs cosmount,s3fs,rclone,rclone-writes
 #          --groups read,write,rand,meta,small   --runs N   --out DIR
