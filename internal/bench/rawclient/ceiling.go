@@ -46,6 +46,8 @@ func ceiling(args []string) error {
 	fl.DurationVar(&randTime, "rand-time", 10*time.Second, "duration of each random-read run")
 	fl.StringVar(&only, "only", "", "run only these groups, comma-separated: get, first, put, rand, list (default all)")
 	fl.BoolVar(&coldFirst, "cold-first", false, "drop the page cache (needs root) before each first-4k, as the file systems' first read is measured")
+	var coldList bool
+	fl.BoolVar(&coldList, "cold-list", false, "drop the page cache (needs root) before each listing measurement, as the file systems' listings are measured cold")
 	var cleanPut bool
 	fl.BoolVar(&cleanPut, "clean-put", false, "sync and drop the page cache (needs root) before each PUT measurement, as the file systems' writes start")
 	_ = fl.Parse(args)
@@ -118,12 +120,29 @@ func ceiling(args []string) error {
 			}
 		}
 		if want("list") {
+			// cold: the server starts from an empty page cache, as it does
+			// for the file systems' listings.
+			cold := func() error {
+				if coldList {
+					return dropCaches()
+				}
+				return nil
+			}
+			if err := cold(); err != nil {
+				return err
+			}
 			t := time.Now()
 			_, err := listAll(ctx, cl, prefixLs, "/")
 			c.emit("ls", run, time.Since(t).Seconds(), "s", err)
+			if err := cold(); err != nil {
+				return err
+			}
 			t = time.Now()
 			err = listAndHead(ctx, cl, prefixLs, 128)
 			c.emit("ls-head", run, time.Since(t).Seconds(), "s", err)
+			if err := cold(); err != nil {
+				return err
+			}
 			t = time.Now()
 			_, err = listAll(ctx, cl, prefixTr, "")
 			c.emit("find", run, time.Since(t).Seconds(), "s", err)
