@@ -169,6 +169,9 @@ func (c *Client) attempt(ctx context.Context, r *request, cred auth.Credentials)
 		payloadHash = auth.EmptyPayloadHash
 	}
 	if err := c.sign(req, cred, payloadHash); err != nil {
+		if fb != nil {
+			fb.finish()
+		}
 		return fail(c.opError(r, err))
 	}
 	resp, err := c.httpc.Do(req)
