@@ -224,13 +224,7 @@ func (d *Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	}
 	if len(names) <= maxCompleteDir {
 		d.markComplete()
-		var kids []string
-		for _, n := range sorted {
-			if names[n] == syscall.S_IFDIR {
-				kids = append(kids, n)
-			}
-		}
-		d.setKids(kids)
+		d.setKids(subdirs(names))
 	}
 	d.walked()
 	return gofs.NewListDirStream(entries), 0
@@ -312,14 +306,7 @@ func (f *FS) WarmRoot(out *transport.ListOutput) {
 	}
 	if len(names) <= maxCompleteDir {
 		f.root.markComplete()
-		var kids []string
-		for n, mode := range names {
-			if mode == syscall.S_IFDIR {
-				kids = append(kids, n)
-			}
-		}
-		sort.Strings(kids)
-		f.root.setKids(kids)
+		f.root.setKids(subdirs(names))
 	}
 }
 

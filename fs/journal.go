@@ -84,9 +84,19 @@ func (wb *writeBack) writeEntry(e *journalEntry) error {
 	if err != nil {
 		return err
 	}
-	fd, err := os.CreateTemp(wb.dir, e.ID+".*.tmp")
-	if err != nil {
+	if err := writeDurable(filepath.Join(wb.dir, e.ID+".json"), b); err != nil {
 		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
+// writeDurable replaces the file at path with b, whole or not at all: a
+// temporary file in the same folder (not matching *.json), synced, renamed
+// over path, and the folder synced.
+func writeDurable(path string, b []byte) error {
+	fd, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
 	}
 	tmp := fd.Name()
 	if _, err = fd.Write(b); err == nil {
@@ -96,13 +106,13 @@ func (wb *writeBack) writeEntry(e *journalEntry) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(wb.dir, e.ID+".json"))
+		err = os.Rename(tmp, path)
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("journal: %w", err)
+		return err
 	}
-	if d, err := os.Open(wb.dir); err == nil {
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		_ = d.Sync()
 		d.Close()
 	}

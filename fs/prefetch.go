@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"cosmount/transport"
@@ -126,6 +127,18 @@ func (f *FS) startHeads(jobs []headJob) {
 	if len(q) > 0 {
 		f.heads.add(q)
 	}
+}
+
+// subdirs is the sorted names of the directories among a listing's entries.
+func subdirs(names map[string]uint32) []string {
+	var kids []string
+	for n, mode := range names {
+		if mode == syscall.S_IFDIR {
+			kids = append(kids, n)
+		}
+	}
+	sort.Strings(kids)
+	return kids
 }
 
 // setKids records d's subdirectories (sorted) from a complete listing.

@@ -57,11 +57,7 @@ func writeNote(p string, n uploadNote) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p)
+	return writeDurable(p, b)
 }
 
 // abortNotedUploads aborts the uploads a previous mount left noted. One
