@@ -64,7 +64,6 @@ func (d *Dir) statChild(ctx context.Context, name, key string) (objMeta, syscall
 
 var (
 	_ = (gofs.NodeLookuper)((*Dir)(nil))
-	_ = (gofs.NodeReaddirer)((*Dir)(nil))
 	_ = (gofs.NodeGetattrer)((*Dir)(nil))
 	_ = (gofs.NodeStatfser)((*Dir)(nil))
 )
@@ -158,83 +157,188 @@ func (d *Dir) child(ctx context.Context, name string, m objMeta) *gofs.Inode {
 	return d.NewInode(ctx, f, gofs.StableAttr{Mode: m.fileType()})
 }
 
-// Readdir implements NodeReaddirer. It pages through the listing and puts
-// every entry's attributes in the stat cache, starting HEADs for those whose
-// metadata is not cached, so that the kernel's READDIRPLUS lookups that
-// follow are answered without one request each.
-func (d *Dir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	ctx = uninterrupted(ctx)
+// list pages through d's listing (one page ahead, see transport.ListPages)
+// and hands each page's entries to l as it comes in, so that the kernel
+// takes the first entries, and with READDIRPLUS builds their inodes, while
+// the server prepares the next page. Every entry's attributes go in the stat
+// cache; HEADs start for files whose metadata is not cached, so that the
+// READDIRPLUS lookups are answered without one request each.
+func (d *Dir) list(ctx context.Context, l *listing) {
 	f := d.fsys
 	prefix := d.prefix()
 	names := map[string]uint32{}
+	emitted := map[string]bool{}
 	var heads []headJob
+	var added, held []string
 	// eager: more than one page, so HEADs go out as the pages come in;
 	// else they wait in f.lazy for a first stat.
 	eager := false
-	token := ""
-	first := f.prefetchedPage(ctx, prefix)
-	for {
-		out := first
-		first = nil
-		if out == nil {
-			var err error
-			out, err = f.bucket.List(ctx, &transport.ListInput{Prefix: prefix, Delimiter: "/", Token: token})
-			if err != nil {
-				return nil, f.errno("list", prefix, err)
-			}
-		}
-		heads = f.absorbPage(out, prefix, names, heads)
-		if out.NextToken != "" {
+	page := func(out *transport.ListOutput) error {
+		heads, added = f.absorbPage(out, prefix, names, heads, added[:0])
+		last := out.NextToken == ""
+		if !last {
 			eager = true
 		}
 		if eager && len(heads) > 0 {
 			f.startHeads(heads)
 			heads = nil
 		}
-		if out.NextToken == "" {
-			break
+		// A file whose name a later page may still list as a directory
+		// (keys sort after this page's last) waits: the directory is shown.
+		end := ""
+		if n := len(out.Objects); n > 0 {
+			end = out.Objects[n-1].Key
 		}
-		token = out.NextToken
-	}
-	if len(heads) > 0 {
-		f.lazy.add(heads, f.opt.StatTTL, d)
-	}
-	for nm, ch := range d.Children() {
-		if n, ok := ch.Operations().(*File); ok && n.writing() {
-			if _, ok := names[nm]; !ok {
-				names[nm] = syscall.S_IFREG
+		if n := len(out.CommonPrefixes); n > 0 && out.CommonPrefixes[n-1] > end {
+			end = out.CommonPrefixes[n-1]
+		}
+		var ready []string
+		wait := func(n string) bool { return !last && prefix+n+"/" > end }
+		kept := held[:0]
+		for _, n := range held {
+			switch {
+			case names[n] == syscall.S_IFDIR: // listed as a directory since
+			case wait(n):
+				kept = append(kept, n)
+			default:
+				ready = append(ready, n)
 			}
 		}
-	}
-	entries := make([]fuse.DirEntry, 0, len(names)+2)
-	entries = append(entries, fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR}, fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR})
-	sorted := make([]string, 0, len(names))
-	for n := range names {
-		sorted = append(sorted, n)
-	}
-	sort.Strings(sorted)
-	for _, n := range sorted {
-		mode := names[n]
-		if mode == syscall.S_IFREG {
-			if e, ok := f.stats.fresh(prefix + n); ok && e.exists {
-				mode = e.meta.fileType()
+		held = kept
+		for _, n := range added {
+			if names[n] != syscall.S_IFDIR && wait(n) {
+				held = append(held, n)
+			} else {
+				ready = append(ready, n)
 			}
 		}
-		entries = append(entries, fuse.DirEntry{Name: n, Mode: mode})
+		if last {
+			if len(heads) > 0 {
+				f.lazy.add(heads, f.opt.StatTTL, d)
+			}
+			for nm, ch := range d.Children() {
+				if n, ok := ch.Operations().(*File); ok && n.writing() {
+					if _, ok := names[nm]; !ok {
+						names[nm] = syscall.S_IFREG
+						ready = append(ready, nm)
+					}
+				}
+			}
+			if len(names) <= maxCompleteDir {
+				d.markComplete()
+				d.setKids(subdirs(names))
+			}
+		}
+		sort.Strings(ready)
+		entries := make([]fuse.DirEntry, 0, len(ready))
+		for _, n := range ready {
+			if emitted[n] {
+				continue
+			}
+			emitted[n] = true
+			mode := names[n]
+			if mode == syscall.S_IFREG {
+				if e, ok := f.stats.fresh(prefix + n); ok && e.exists {
+					mode = e.meta.fileType()
+				}
+			}
+			entries = append(entries, fuse.DirEntry{Name: n, Mode: mode})
+		}
+		l.add(entries, last, 0)
+		return nil
 	}
-	if len(names) <= maxCompleteDir {
-		d.markComplete()
-		d.setKids(subdirs(names))
+	in := transport.ListInput{Prefix: prefix, Delimiter: "/"}
+	if first := f.prefetchedPage(ctx, prefix); first != nil {
+		page(first)
+		if first.NextToken == "" {
+			d.walked()
+			return
+		}
+		in.Token = first.NextToken
+	}
+	if err := transport.ListPages(ctx, f.bucket, in, page); err != nil {
+		l.add(nil, true, f.errno("list", prefix, err))
+		return
 	}
 	d.walked()
-	return gofs.NewListDirStream(entries), 0
+}
+
+// listing is an open directory's entries as they come in.
+type listing struct {
+	mu      sync.Mutex
+	entries []fuse.DirEntry
+	more    chan struct{} // closed when entries grow or the listing ends
+	done    bool
+	errno   syscall.Errno
+	cancel  context.CancelFunc
+	next    int // the entry Readdirent gives next
+}
+
+func (d *Dir) startListing() *listing {
+	ctx, cancel := context.WithCancel(d.fsys.ctx)
+	l := &listing{more: make(chan struct{}), cancel: cancel,
+		entries: []fuse.DirEntry{{Name: ".", Mode: syscall.S_IFDIR}, {Name: "..", Mode: syscall.S_IFDIR}}}
+	go d.list(ctx, l)
+	return l
+}
+
+// add appends entries; with done the listing ends, with errno as its result.
+func (l *listing) add(entries []fuse.DirEntry, done bool, errno syscall.Errno) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done {
+		return
+	}
+	l.entries = append(l.entries, entries...)
+	l.done, l.errno = done, errno
+	close(l.more)
+	l.more = make(chan struct{})
+}
+
+// wait returns once the listing has more than n entries or has ended: the
+// number of entries, and whether it ended.
+func (l *listing) wait(n int) (int, bool, syscall.Errno) {
+	for {
+		l.mu.Lock()
+		have, done, errno, more := len(l.entries), l.done, l.errno, l.more
+		l.mu.Unlock()
+		if have > n || done {
+			return have, done, errno
+		}
+		<-more
+	}
+}
+
+// readdirent gives the next entry: nil at the end.
+func (l *listing) readdirent() (*fuse.DirEntry, syscall.Errno) {
+	have, _, errno := l.wait(l.next)
+	if l.next >= have {
+		return nil, errno
+	}
+	l.mu.Lock()
+	e := l.entries[l.next]
+	l.mu.Unlock()
+	l.next++
+	e.Off = uint64(l.next)
+	return &e, 0
+}
+
+// seekdir moves to entry off (as numbered by readdirent), once listed.
+func (l *listing) seekdir(off uint64) syscall.Errno {
+	if off > 0 {
+		if have, _, _ := l.wait(int(off) - 1); int(off) > have {
+			return syscall.EINVAL
+		}
+	}
+	l.next = int(off)
+	return 0
 }
 
 // absorbPage takes one page of a directory's listing: names gets each
-// entry's type, the stat cache the directories' attributes (and the files'
+// entry's type (and added the names set), the stat cache the directories' attributes (and the files'
 // with --fast-list or when unchanged), and heads the files whose metadata
 // needs a HEAD.
-func (f *FS) absorbPage(out *transport.ListOutput, prefix string, names map[string]uint32, heads []headJob) []headJob {
+func (f *FS) absorbPage(out *transport.ListOutput, prefix string, names map[string]uint32, heads []headJob, added []string) ([]headJob, []string) {
 	for _, cp := range out.CommonPrefixes {
 		name := strings.TrimSuffix(strings.TrimPrefix(cp, prefix), "/")
 		if !f.validName(cp, name) {
@@ -244,6 +348,7 @@ func (f *FS) absorbPage(out *transport.ListOutput, prefix string, names map[stri
 			f.warnOnce(prefix+name, "an object and a directory share this name; the directory is shown")
 		}
 		names[name] = syscall.S_IFDIR
+		added = append(added, name)
 		key := prefix + name
 		// Known now for another TTL (the listing answers lookups).
 		if e, ok := f.stats.fresh(key); ok && e.exists && e.meta.dir {
@@ -263,6 +368,7 @@ func (f *FS) absorbPage(out *transport.ListOutput, prefix string, names map[stri
 			name = strings.TrimSuffix(name, "/")
 			if f.validName(o.Key, name) {
 				names[name] = syscall.S_IFDIR
+				added = append(added, name)
 			}
 			continue
 		}
@@ -274,6 +380,7 @@ func (f *FS) absorbPage(out *transport.ListOutput, prefix string, names map[stri
 			continue
 		}
 		names[name] = syscall.S_IFREG
+		added = append(added, name)
 		listed := f.metaFromListing(o)
 		if e, ok := f.stats.fresh(o.Key); ok && e.exists && !e.meta.dir && e.meta.etag == o.ETag {
 			// Unchanged: what is cached holds for another TTL.
@@ -289,7 +396,7 @@ func (f *FS) absorbPage(out *transport.ListOutput, prefix string, names map[stri
 			heads = append(heads, headJob{key: o.Key, listed: listed})
 		}
 	}
-	return heads
+	return heads, added
 }
 
 // WarmRoot takes the first page of the root's listing, sent to prove the
@@ -297,7 +404,7 @@ func (f *FS) absorbPage(out *transport.ListOutput, prefix string, names map[stri
 // that page is the whole listing.
 func (f *FS) WarmRoot(out *transport.ListOutput) {
 	names := map[string]uint32{}
-	heads := f.absorbPage(out, f.opt.Prefix, names, nil)
+	heads, _ := f.absorbPage(out, f.opt.Prefix, names, nil, nil)
 	if out.NextToken != "" {
 		return
 	}
@@ -341,7 +448,8 @@ func (f *FS) validName(key, name string) bool {
 // the listing.
 type dirHandle struct {
 	d  *Dir
-	ds gofs.DirStream
+	mu sync.Mutex // guards l
+	l  *listing
 }
 
 var (
@@ -357,45 +465,31 @@ func (d *Dir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle,
 	return &dirHandle{d: d}, 0, 0
 }
 
-func (h *dirHandle) stream(ctx context.Context) syscall.Errno {
-	if h.ds != nil {
-		return 0
+func (h *dirHandle) listing() *listing {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.l == nil {
+		h.l = h.d.startListing()
 	}
-	ds, errno := h.d.Readdir(ctx)
-	if errno != 0 {
-		return errno
-	}
-	h.ds = ds
-	return 0
+	return h.l
 }
 
 // Readdirent implements FileReaddirenter.
 func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
-	if errno := h.stream(ctx); errno != 0 {
-		return nil, errno
-	}
-	if !h.ds.HasNext() {
-		return nil, 0
-	}
-	e, errno := h.ds.Next()
-	return &e, errno
+	return h.listing().readdirent()
 }
 
 // Seekdir implements FileSeekdirer.
 func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
-	if errno := h.stream(ctx); errno != 0 {
-		return errno
-	}
-	if sd, ok := h.ds.(gofs.FileSeekdirer); ok {
-		return sd.Seekdir(ctx, off)
-	}
-	return syscall.ENOTSUP
+	return h.listing().seekdir(off)
 }
 
-// Releasedir implements FileReleasedirer.
+// Releasedir implements FileReleasedirer: a listing still coming in stops.
 func (h *dirHandle) Releasedir(ctx context.Context, flags uint32) {
-	if h.ds != nil {
-		h.ds.Close()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.l != nil {
+		h.l.cancel()
 	}
 }
 

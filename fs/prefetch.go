@@ -110,7 +110,8 @@ func (f *FS) prefetchListing(prefix string, heads bool) {
 		defer cancel()
 		p.out, p.err = f.bucket.List(ctx, &transport.ListInput{Prefix: prefix, Delimiter: "/"})
 		if p.err == nil && heads && p.out.NextToken == "" && p.gen == f.nsGen.Load() {
-			f.startHeads(f.absorbPage(p.out, prefix, map[string]uint32{}, nil))
+			heads, _ := f.absorbPage(p.out, prefix, map[string]uint32{}, nil, nil)
+			f.startHeads(heads)
 		}
 	}()
 }

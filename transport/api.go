@@ -66,6 +66,11 @@ type ListInput struct {
 	// Token continues a truncated listing: NextToken of the previous page.
 	Token   string
 	MaxKeys int // 0: the server's default (1,000)
+	// OnNextToken, when not nil, may be called with the token of the next
+	// page as soon as the answer names it, before the rest of the answer is
+	// read (ListPages uses it to ask for that page meanwhile). It is a hint:
+	// NextToken of the returned page is what counts.
+	OnNextToken func(token string)
 }
 
 // ListOutput is one page of a listing.

@@ -103,6 +103,17 @@ func contractListPagination(t *testing.T, b contractBucket) {
 		}
 		t.Fatalf("listing: %d keys, want %d", len(got), len(want))
 	}
+	// The same listing through ListPages, which asks one page ahead.
+	var paged []string
+	err := ListPages(testCtx(t), b, ListInput{MaxKeys: 97}, func(out *ListOutput) error {
+		for _, o := range out.Objects {
+			paged = append(paged, o.Key)
+		}
+		return nil
+	})
+	if err != nil || !slices.Equal(paged, want) {
+		t.Fatalf("ListPages: %d keys, want %d (%v)", len(paged), len(want), err)
+	}
 	// A prefix with characters that need escaping.
 	objs, _, _ = listAll(t, b, ListInput{Prefix: "dïr%2/", MaxKeys: 50})
 	n := 0

@@ -39,7 +39,11 @@ func (c *Client) List(ctx context.Context, in *ListInput) (*ListOutput, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := decodeList(resp.body)
+	var early func(string)
+	if c.cfg.Flavor == FlavorS3 {
+		early = in.OnNextToken
+	}
+	res, err := decodeList(resp.body, early)
 	if err != nil {
 		return nil, unreadable(r, resp, err)
 	}

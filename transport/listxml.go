@@ -22,8 +22,10 @@ type listResult struct {
 // decodeList reads a listing answer token by token. It takes what
 // xml.Unmarshal would into listResult, several times faster: a page of a
 // thousand keys is decoded for every thousand entries a directory holds, on
-// the path of every listing.
-func decodeList(body []byte) (*listResult, error) {
+// the path of every listing. When early is not nil, it gets a V2 answer's
+// NextContinuationToken as soon as it is read (servers send it before the
+// keys), so that the next page can be asked for while this one is decoded.
+func decodeList(body []byte, early func(token string)) (*listResult, error) {
 	d := xml.NewDecoder(bytes.NewReader(body))
 	res := &listResult{}
 	var path [4]string // element names from the root down
@@ -67,6 +69,10 @@ func decodeList(body []byte) (*listResult, error) {
 			}
 			if err := res.set(path[:depth+1], text); err != nil {
 				return nil, err
+			}
+			if early != nil && depth == 1 && t.Name.Local == "NextContinuationToken" && res.NextContinuationToken != "" {
+				early(res.NextContinuationToken)
+				early = nil
 			}
 			text = text[:0]
 		}

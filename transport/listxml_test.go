@@ -73,7 +73,7 @@ func TestDecodeListMatchesUnmarshal(t *testing.T) {
 		if err := xml.Unmarshal([]byte(body), &v1); err != nil {
 			t.Fatal(err)
 		}
-		got, err := decodeList([]byte(body))
+		got, err := decodeList([]byte(body), nil)
 		if err != nil {
 			t.Fatalf("decodeList: %v\n%s", err, body)
 		}
@@ -90,7 +90,7 @@ func TestDecodeListMatchesUnmarshal(t *testing.T) {
 		`<ListBucketResult><Contents>`,
 		`not xml at all <`,
 	} {
-		if _, err := decodeList([]byte(bad)); err == nil {
+		if _, err := decodeList([]byte(bad), nil); err == nil {
 			t.Errorf("decodeList accepted %q", bad)
 		}
 	}
@@ -101,7 +101,7 @@ func BenchmarkDecodeList(b *testing.B) {
 	b.Run("tokens", func(b *testing.B) {
 		b.SetBytes(int64(len(body)))
 		for b.Loop() {
-			if _, err := decodeList(body); err != nil {
+			if _, err := decodeList(body, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
