@@ -63,10 +63,16 @@ func (s *Store) reserve(n int64, wait time.Duration) error {
 		return nil
 	}
 	deadline := time.Now().Add(wait)
-	timer := time.AfterFunc(wait, s.cond.Broadcast)
+	// The wake-up takes the lock, so it cannot slip in between the check
+	// of the deadline and the Wait.
+	timer := time.AfterFunc(wait, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
 	defer timer.Stop()
 	for s.used+n > s.max {
-		if time.Now().After(deadline) {
+		if !time.Now().Before(deadline) {
 			return ErrNoSpace
 		}
 		s.cond.Wait()

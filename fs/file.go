@@ -426,7 +426,7 @@ func (n *File) release() {
 		return
 	}
 	if n.ws.st.mw != nil {
-		go n.ws.st.mw.Abort(context.Background())
+		n.fsys.abortLater(n.ws.st.mw)
 	}
 	n.ws.wf.Remove()
 	n.ws = nil

@@ -190,7 +190,7 @@ func (n *File) markUnlinked(key string) bool {
 			ws.journalID = ""
 		}
 		if ws.st.mw != nil {
-			go ws._detachStream().mw.Abort(context.Background())
+			n.fsys.abortLater(ws._detachStream().mw)
 		}
 		remote = ws.uploaded
 	}
@@ -375,7 +375,7 @@ func (n *File) rename(ctx context.Context, src, dst string) syscall.Errno {
 		}
 		if ws.st.mw != nil {
 			// The streamed upload was for the old name.
-			go ws._detachStream().mw.Abort(context.Background())
+			f.abortLater(ws._detachStream().mw)
 		}
 		ws.st.ok = false
 	}

@@ -32,6 +32,7 @@ func TestMain(m *testing.M) { testrig.Main(m) }
 type countingBucket struct {
 	cfs.Bucket
 	heads, gets, lists  atomic.Int64
+	getBytes            atomic.Int64 // asked for by ranged GETs
 	inflight, maxHeadsX atomic.Int64
 	listsIn, maxListsX  atomic.Int64
 }
@@ -57,6 +58,9 @@ func inflight(n, max *atomic.Int64) func() {
 
 func (c *countingBucket) Get(ctx context.Context, in *transport.GetInput) (*transport.GetOutput, error) {
 	c.gets.Add(1)
+	if in.Length > 0 {
+		c.getBytes.Add(in.Length)
+	}
 	return c.Bucket.Get(ctx, in)
 }
 
@@ -69,6 +73,7 @@ func (c *countingBucket) List(ctx context.Context, in *transport.ListInput) (*tr
 func (c *countingBucket) reset() {
 	c.heads.Store(0)
 	c.gets.Store(0)
+	c.getBytes.Store(0)
 	c.lists.Store(0)
 	c.maxHeadsX.Store(0)
 	c.maxListsX.Store(0)

@@ -89,3 +89,13 @@ func (f *FS) abortNotedUploads(ctx context.Context) {
 		os.Remove(p)
 	}
 }
+
+// abortLater aborts a streamed upload that nothing needs any more, in the
+// background; Drain waits for it, so that an unmount leaves no upload behind.
+func (f *FS) abortLater(mw *transport.MultipartWriter) {
+	f.bg.Add(1)
+	go func() {
+		defer f.bg.Done()
+		_ = mw.Abort(context.Background())
+	}()
+}

@@ -122,7 +122,7 @@ func (n *File) _truncate(size int64) error {
 		// again from offset 0; parts of an earlier stream are dropped.
 		ws.discarded = false
 		if old := ws._detachStream(); old.mw != nil {
-			go old.mw.Abort(context.Background())
+			n.fsys.abortLater(old.mw)
 		}
 	}
 	n.meta.mtime = time.Now()
@@ -254,7 +254,7 @@ func (n *File) streamParts(ctx context.Context, parts []streamPart) syscall.Errn
 		if ws.st.mw != nil || !ws.st.ok {
 			// Another write started one first, or a flush took the stream.
 			n.mu.Unlock()
-			go mw.Abort(context.Background())
+			n.fsys.abortLater(mw)
 			return 0
 		}
 		ws.st.mw = mw

@@ -44,15 +44,21 @@ func (r *rig) object(key string) ([]byte, *transport.ObjectInfo) {
 	return b, info
 }
 
+// noUploadsLeft checks that no multipart upload stays in the bucket. An
+// upload nothing needs any more is aborted in the background, so it is given
+// a few seconds to go.
 func (r *rig) noUploadsLeft() {
 	r.t.Helper()
-	ups, err := r.client.ListMultipartUploads(context.Background(), "")
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	if len(ups) != 0 {
-		r.t.Errorf("%d multipart uploads left in the bucket: %+v", len(ups), ups)
-	}
+	eventually(r.t, 10*time.Second, func() error {
+		ups, err := r.client.ListMultipartUploads(context.Background(), "")
+		if err != nil {
+			return err
+		}
+		if len(ups) != 0 {
+			return fmt.Errorf("%d multipart uploads left in the bucket: %+v", len(ups), ups)
+		}
+		return nil
+	})
 }
 
 func randomBytes(n int, seed int64) []byte {

@@ -54,6 +54,7 @@ func TestCopierMultipart(t *testing.T) {
 	ctx := context.Background()
 	f := newFakeBucket()
 	f.delay = 5 * time.Millisecond
+	f.gate = 3 // the first parts wait for each other: the limit is reached for sure
 	data := testBytes(10*mib+5, 2)
 	f.putObject("src", data, map[string]string{"mtime": "1700000000"}, "video/mp4")
 	c := newTestCopier(f, CopierOptions{CopySliceSize: 2 * mib, CopyChunkSize: mib, CopyChunkParallelLimit: 3})
@@ -65,8 +66,11 @@ func TestCopierMultipart(t *testing.T) {
 	if !bytes.Equal(o.data, data) || o.meta["mtime"] != "1700000000" || o.ctype != "video/mp4" {
 		t.Errorf("copy differs: %+v %q", o.meta, o.ctype)
 	}
+	if err := f.gateFailure(); err != nil {
+		t.Errorf("the copier did not run 3 parts at once: %v", err)
+	}
 	if f.nCalls("UploadPartCopy") != 11 || f.nCalls("Copy") != 0 || f.nCalls("Head") != 1 || f.maxFlight != 3 {
-		t.Errorf("calls %v, %d in flight", f.calls, f.maxFlight)
+		t.Errorf("calls %v, %d in flight at most, want exactly 3", f.calls, f.maxFlight)
 	}
 	// Replaced metadata with a known ETag needs no HEAD.
 	etag := f.object("src").etag

@@ -33,6 +33,15 @@ type fakeBucket struct {
 	putHook   func(in *PutInput) error            // nil: none
 	copyHook  func(in *UploadPartCopyInput) error // nil: none
 	abortErr  error                               // AbortMultipart fails with it
+
+	// gate, when set, holds part calls as they start until that many are
+	// running at once; then it opens for good. It makes a test's reaching
+	// its parallelism limit certain, however the scheduler runs. A gate
+	// that stays shut for gateWait opens anyway, with gateErr set.
+	gate     int
+	gateWait time.Duration // default 10 s
+	gateOpen chan struct{}
+	gateErr  error
 }
 
 type fakeObject struct {
@@ -139,8 +148,12 @@ func (f *fakeBucket) partCall(ctx context.Context, key, id string, num int, do f
 	f.inflight++
 	f.maxFlight = max(f.maxFlight, f.inflight)
 	fail, onPart := f.failPart, f.onPart
+	open := f.gateLocked()
 	f.mu.Unlock()
 	defer func() { f.mu.Lock(); f.inflight--; f.mu.Unlock() }()
+	if err := f.waitGate(ctx, open); err != nil {
+		return nil, err
+	}
 	if onPart != nil {
 		onPart(key, num)
 	}
@@ -168,6 +181,64 @@ func (f *fakeBucket) partCall(ctx context.Context, key, id string, num int, do f
 	}
 	up.parts[num] = b
 	return &Part{PartNumber: num, ETag: md5hex(b), Size: int64(len(b))}, nil
+}
+
+// gateLocked, called with mu held as a part call starts, returns the
+// channel the call waits on, nil if none; it opens the gate when this call
+// makes enough.
+func (f *fakeBucket) gateLocked() chan struct{} {
+	if f.gate <= 0 {
+		return nil
+	}
+	if f.gateOpen == nil {
+		f.gateOpen = make(chan struct{})
+	}
+	select {
+	case <-f.gateOpen:
+		return nil
+	default:
+	}
+	if f.inflight >= f.gate {
+		close(f.gateOpen)
+		return nil
+	}
+	return f.gateOpen
+}
+
+func (f *fakeBucket) waitGate(ctx context.Context, open chan struct{}) error {
+	if open == nil {
+		return nil
+	}
+	wait := f.gateWait
+	if wait <= 0 {
+		wait = 10 * time.Second
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-open:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	select {
+	case <-open:
+		return nil
+	default:
+	}
+	f.gateErr = fmt.Errorf("fake: %d part calls never ran at once: at most %d did within %v", f.gate, f.maxFlight, wait)
+	close(open)
+	return nil
+}
+
+// gateFailure is gateErr, read under the lock.
+func (f *fakeBucket) gateFailure() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.gateErr
 }
 
 func (f *fakeBucket) UploadPart(ctx context.Context, in *UploadPartInput) (*Part, error) {

@@ -257,15 +257,21 @@ func TestFaultTimeouts(t *testing.T) {
 	if got := readAllString(t, c, "k"); !bytes.Equal(got, data) {
 		t.Error("read through a stall differs")
 	}
-	// A body that trickles for longer than the timeout is never cut.
-	p.inject(1, method("GET"), slowBody(0, 256<<10, 100*time.Millisecond))
-	gets := c.Stats()["GET"]
+	// A body that trickles for longer than the timeout is never cut. Its
+	// client has a longer timeout, four times each pause, so that a loaded
+	// machine's delays do not turn a pause into a timeout; the pauses (one
+	// before each 256 KiB of the 2 MiB) still add up to twice the timeout.
+	const trickleTimeout = time.Second
+	ct := p.client(func(cfg *Config) { cfg.Timeout = trickleTimeout })
+	mustPut(t, ct, "k", data, nil)
+	p.inject(1, method("GET"), slowBody(0, 256<<10, trickleTimeout/4))
+	gets := ct.Stats()["GET"]
 	start = time.Now()
-	if got := readAllString(t, c, "k"); !bytes.Equal(got, data) {
+	if got := readAllString(t, ct, "k"); !bytes.Equal(got, data) {
 		t.Error("trickled read differs")
 	}
-	if time.Since(start) < 600*time.Millisecond || c.Stats()["GET"] != gets+1 {
-		t.Errorf("trickle took %v and %d GETs", time.Since(start), c.Stats()["GET"]-gets)
+	if took := time.Since(start); took < 3*trickleTimeout/2 || ct.Stats()["GET"] != gets+1 {
+		t.Errorf("trickle took %v and %d GETs", took, ct.Stats()["GET"]-gets)
 	}
 	// Every attempt times out: a timeout error.
 	p.clear()
@@ -279,9 +285,12 @@ func TestFaultTimeouts(t *testing.T) {
 
 func TestFaultCancelStopsRetries(t *testing.T) {
 	p := newFaultProxy(t)
-	c := p.client()
+	// Retries never run out before the deadline: the backoff is full
+	// jitter, so a few could add up to less than it by chance.
+	const retries = 1000
+	c := p.client(func(cfg *Config) { cfg.MaxRetries = retries })
 	c.backoffBase, c.backoffCap = 2*time.Second, 5*time.Second
-	p.inject(100, method("HEAD"), fail(503, "SlowDown"))
+	p.inject(retries+1, method("HEAD"), fail(503, "SlowDown"))
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -57,18 +58,23 @@ func (s *fileSource) Intact(off, n int64) error {
 // bytes keep moving; and the part must arrive whole.
 func TestUploadPartFromAFileThroughASlowServer(t *testing.T) {
 	p := newFaultProxy(t)
-	// The file's offset, which tells progress, moves by up to half the
-	// socket buffer (loopback: a few MiB) at a time: the server reads fast
-	// enough for that to happen well within the timeout.
-	c := p.client(func(cfg *Config) { cfg.Timeout = 2 * time.Second })
+	const timeout = 2 * time.Second
+	c := p.client(func(cfg *Config) { cfg.Timeout = timeout })
 	ctx := testCtx(t)
-	data := randBytes(24<<20, 31)
+	data := randBytes(32<<20, 31)
 	src := newFileSource(t, append([]byte("HEADER"), data...))
 	id, err := c.InitiateMultipart(ctx, &InitiateInput{Key: "k"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rule := p.inject(1, isUploadPart, slowRequestBody(512<<10, 100*time.Millisecond))
+	// The server reads the first half of the part slowly, 512 KiB every
+	// 100 ms: 3.2 s, well past the timeout. The file's offset, which tells
+	// progress, moves by up to half the socket buffer (loopback: a few MiB)
+	// at a time: at that pace, well within the timeout. The second half
+	// goes at full speed, for once the last bytes are in the socket the
+	// offset stops moving: what the buffers then hold (a few MiB) must reach
+	// the server, and the server finish the part, well within the timeout.
+	rule := p.inject(1, isUploadPart, slowRequestHead(16<<20, 512<<10, 100*time.Millisecond))
 	start := time.Now()
 	part, err := c.UploadPart(ctx, &UploadPartInput{Key: "k", UploadID: id, PartNumber: 1,
 		Body: &partBody{src: src, off: 6, size: int64(len(data))}, Size: int64(len(data))})
@@ -81,7 +87,7 @@ func TestUploadPartFromAFileThroughASlowServer(t *testing.T) {
 	if rule.Hits() != 1 || c.Stats()["UploadPart"] != 1 {
 		t.Errorf("%d slowed, %d UploadParts: the slow send was cut off", rule.Hits(), c.Stats()["UploadPart"])
 	}
-	if time.Since(start) < 3*time.Second {
+	if time.Since(start) < 3*timeout/2 {
 		t.Errorf("the send took %v: the server did not slow it past the timeout, the test proves nothing", time.Since(start))
 	}
 	if _, err := c.CompleteMultipart(ctx, &CompleteInput{Key: "k", UploadID: id, Parts: []Part{*part}}); err != nil {
@@ -89,6 +95,20 @@ func TestUploadPartFromAFileThroughASlowServer(t *testing.T) {
 	}
 	if got := readAllString(t, c, "k"); !bytes.Equal(got, data) {
 		t.Errorf("object differs: %d bytes", len(got))
+	}
+}
+
+// slowRequestHead forwards, reading the first slow bytes of the request's
+// body in chunks of n bytes with a pause of d before each, and the rest at
+// full speed.
+func slowRequestHead(slow int64, n int, d time.Duration) func(*faultProxy, http.ResponseWriter, *http.Request) {
+	return func(p *faultProxy, w http.ResponseWriter, r *http.Request) {
+		head := &slowReader{rc: io.NopCloser(io.LimitReader(r.Body, slow)), n: n, d: d, done: r.Context().Done()}
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(head, r.Body), r.Body}
+		p.forward(w, r, nil)
 	}
 }
 

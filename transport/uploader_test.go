@@ -157,6 +157,7 @@ func TestUploadParallelismBound(t *testing.T) {
 	data := testBytes(parts*mib, 7)
 	f := newFakeBucket()
 	f.delay = 20 * time.Millisecond
+	f.gate = limit // the first parts wait for each other: the limit is reached for sure
 	src := &progressReader{r: bytes.NewReader(data)}
 	var done atomic.Int64
 	var over atomic.Int64
@@ -171,7 +172,12 @@ func TestUploadParallelismBound(t *testing.T) {
 	if _, err := u.Upload(context.Background(), &UploadInput{Key: "k", Body: src, Size: -1}); err != nil {
 		t.Fatal(err)
 	}
-	if f.maxFlight != limit {
+	if err := f.gateFailure(); err != nil {
+		t.Errorf("the uploader did not run %d parts at once: %v", limit, err)
+	}
+	if f.maxFlight > limit {
+		t.Errorf("%d parts in flight at once, more than the limit %d", f.maxFlight, limit)
+	} else if f.maxFlight != limit {
 		t.Errorf("at most %d parts in flight, want exactly %d", f.maxFlight, limit)
 	}
 	if v := over.Load(); v != 0 {

@@ -197,6 +197,11 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 		opts.Debug = true
 		opts.MountOptions.Logger = log.New(logw, "fuse: ", log.Lmicroseconds)
 	}
+	// Signals are caught from before the mount serves requests: one that
+	// comes while it starts up unmounts it once it is up.
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	server, err := gofs.Mount(c.mountpoint, fsys.Root(), opts)
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", c.mountpoint, err)
@@ -218,8 +223,6 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 	logger.Info("mounted", "bucket", c.bucket, "prefix", c.prefix, "mountpoint", c.mountpoint)
 	ready("")
 
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	drainCtx, stopDrain := context.WithCancel(ctx)
 	defer stopDrain()
 	go func() {
