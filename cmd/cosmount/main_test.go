@@ -16,7 +16,13 @@ import (
 	"cosmount/transport"
 )
 
-func TestMain(m *testing.M) { testrig.Main(m) }
+func TestMain(m *testing.M) {
+	testrig.Main(m, func() {
+		if binary != "" {
+			_ = os.RemoveAll(filepath.Dir(binary))
+		}
+	})
+}
 
 var binary string
 
@@ -52,11 +58,12 @@ type env struct {
 	srv    *testrig.Server
 	bucket string
 	bin    string
+	tmp    string // TMPDIR of the mounts: their default cache dirs go there
 }
 
 func setup(t *testing.T) *env {
 	srv := testrig.Get(t)
-	e := &env{srv: srv, bucket: srv.NewBucket(t), bin: build(t)}
+	e := &env{srv: srv, bucket: srv.NewBucket(t), bin: build(t), tmp: t.TempDir()}
 	c := e.client(t)
 	if _, err := c.Put(context.Background(), &transport.PutInput{Key: "dir/hello", Body: strings.NewReader("hello"), Size: 5}); err != nil {
 		t.Fatal(err)
@@ -79,7 +86,7 @@ func (e *env) client(t *testing.T) *transport.Client {
 // cmd runs cosmount with the server's keys in the environment.
 func (e *env) cmd(secret string, args ...string) *exec.Cmd {
 	c := exec.Command(e.bin, args...)
-	c.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+e.srv.AccessKey, "AWS_SECRET_ACCESS_KEY="+secret,
+	c.Env = append(os.Environ(), "TMPDIR="+e.tmp, "AWS_ACCESS_KEY_ID="+e.srv.AccessKey, "AWS_SECRET_ACCESS_KEY="+secret,
 		"TENCENTCLOUD_SECRET_ID=", "TENCENTCLOUD_SECRET_KEY=", "COSACCESSKEYID=", "COSSECRETACCESSKEY=")
 	return c
 }

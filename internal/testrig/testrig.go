@@ -38,10 +38,14 @@ var (
 )
 
 // Main wraps testing.M: it makes sure a server is there for the tests and
-// stops one it started itself afterwards. Use from TestMain.
-func Main(m *testing.M) {
+// stops one it started itself afterwards, then runs cleanups. Use from
+// TestMain.
+func Main(m *testing.M, cleanups ...func()) {
 	code := m.Run()
 	stop()
+	for _, c := range cleanups {
+		c()
+	}
 	os.Exit(code)
 }
 
@@ -92,6 +96,8 @@ func get() (*Server, error) {
 	c.Stdout, c.Stderr = logf, logf
 	// Keys go through the environment, never the command line.
 	c.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+access, "ROOT_SECRET_KEY="+secret)
+	// A test binary that dies (a panic, a timeout) takes the server along.
+	c.SysProcAttr = childAttr()
 	err = c.Start()
 	logf.Close()
 	if err != nil {
