@@ -474,37 +474,34 @@ func (d *Dir) childFile(name string) *File {
 	return nil
 }
 
-// renameDir moves every key under src to dst: copies in parallel, then the
+// renameDir moves every key under src to dst: copies in parallel, starting
+// as the listing's pages come in, then, once every copy is made, the
 // originals deleted in batches.
 func (f *FS) renameDir(ctx context.Context, src, dst string) syscall.Errno {
 	var keys []transport.ObjectInfo
-	token := ""
-	for {
-		out, err := f.bucket.List(ctx, &transport.ListInput{Prefix: src, Token: token})
-		if err != nil {
-			return f.errno("rename", src, err)
-		}
-		keys = append(keys, out.Objects...)
-		if out.NextToken == "" {
-			break
-		}
-		token = out.NextToken
-	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(f.opt.RenameParallel)
-	for _, o := range keys {
-		g.Go(func() error {
-			if strings.HasSuffix(o.Key, "/") {
-				// A marker: write a new one rather than copy it (some
-				// stores refuse to copy onto a directory key).
-				return f.copyMarker(gctx, o.Key, dst+strings.TrimPrefix(o.Key, src))
-			}
-			_, err := f.copier.Copy(gctx, &transport.CopyObjectInput{SrcKey: o.Key, DstKey: dst + strings.TrimPrefix(o.Key, src), SrcSize: o.Size, SrcETag: o.ETag})
-			return err
-		})
-	}
+	listErr := transport.ListPages(gctx, f.bucket, transport.ListInput{Prefix: src}, func(out *transport.ListOutput) error {
+		keys = append(keys, out.Objects...)
+		for _, o := range out.Objects {
+			g.Go(func() error {
+				if strings.HasSuffix(o.Key, "/") {
+					// A marker: write a new one rather than copy it (some
+					// stores refuse to copy onto a directory key).
+					return f.copyMarker(gctx, o.Key, dst+strings.TrimPrefix(o.Key, src))
+				}
+				_, err := f.copier.Copy(gctx, &transport.CopyObjectInput{SrcKey: o.Key, DstKey: dst + strings.TrimPrefix(o.Key, src), SrcSize: o.Size, SrcETag: o.ETag})
+				return err
+			})
+		}
+		return nil
+	})
+	// A failed copy stops the listing too: its error is the one to report.
 	if err := g.Wait(); err != nil {
 		return f.errno("rename", src, err)
+	}
+	if listErr != nil {
+		return f.errno("rename", src, listErr)
 	}
 	names := make([]string, len(keys))
 	for i, o := range keys {

@@ -28,7 +28,7 @@ import (
 //	raw-put-multipart   Uploader (default ChunkSize and ChunkParallelLimit)  MB/s
 //	first-4k            4 KiB ranged GET on a new connection  ms
 //	randread-4k-*, randread-128k-*   16 ranged GETs in flight for -rand-time: IOPS, p99 ms
-//	ls                  paged LIST of bench/ls/ with delimiter   s
+//	ls                  paged LIST of bench/ls/ with delimiter, one page ahead   s
 //	ls-head             that LIST, then a HEAD of every key, 128 in flight (as cosmount)  s
 //	find                paged LIST of bench/tree/, no delimiter  s
 func ceiling(args []string) error {
@@ -226,38 +226,27 @@ func randomReads(ctx context.Context, cl *transport.Client, key string, size, bs
 func listAndHead(ctx context.Context, cl *transport.Client, prefix string, parallel int) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(parallel)
-	token := ""
-	for {
-		out, err := cl.List(ctx, &transport.ListInput{Prefix: prefix, Delimiter: "/", Token: token})
-		if err != nil {
-			return errors.Join(err, g.Wait())
-		}
+	err := transport.ListPages(ctx, cl, transport.ListInput{Prefix: prefix, Delimiter: "/"}, func(out *transport.ListOutput) error {
 		for _, o := range out.Objects {
 			g.Go(func() error {
 				_, err := cl.Head(gctx, &transport.HeadInput{Key: o.Key})
 				return err
 			})
 		}
-		if out.NextToken == "" {
-			return g.Wait()
-		}
-		token = out.NextToken
-	}
+		return nil
+	})
+	return errors.Join(err, g.Wait())
 }
 
+// listAll lists prefix to its end, one page ahead as cosmount does
+// (transport.ListPages).
 func listAll(ctx context.Context, cl *transport.Client, prefix, delim string) (int, error) {
-	n, token := 0, ""
-	for {
-		out, err := cl.List(ctx, &transport.ListInput{Prefix: prefix, Delimiter: delim, Token: token})
-		if err != nil {
-			return n, err
-		}
+	n := 0
+	err := transport.ListPages(ctx, cl, transport.ListInput{Prefix: prefix, Delimiter: delim}, func(out *transport.ListOutput) error {
 		n += len(out.Objects) + len(out.CommonPrefixes)
-		if out.NextToken == "" {
-			return n, nil
-		}
-		token = out.NextToken
-	}
+		return nil
+	})
+	return n, err
 }
 
 // putdir uploads the regular files under DIR, -parallel at once, and emits

@@ -1,0 +1,179 @@
+package fs_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"syscall"
+	"testing"
+	"time"
+
+	cfs "cosmount/fs"
+	"cosmount/transport"
+)
+
+// heldBucket holds back every listing page but the first until release is
+// closed, and fails them with failWith when it is set.
+type heldBucket struct {
+	*countingBucket
+	release  chan struct{}
+	failWith error
+}
+
+func (b *heldBucket) List(ctx context.Context, in *transport.ListInput) (*transport.ListOutput, error) {
+	if in.Token != "" && in.Delimiter == "/" {
+		select {
+		case <-b.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(30 * time.Second):
+			return nil, errors.New("page held for 30 s")
+		}
+		if b.failWith != nil {
+			return nil, b.failWith
+		}
+	}
+	return b.countingBucket.List(ctx, in)
+}
+
+// flatKeys are n keys in dir, file-00000 on.
+func flatKeys(dir string, n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%s/file-%05d", dir, i)
+	}
+	return keys
+}
+
+// A directory's first page reaches the program while the next is still on
+// its way; the rest follows.
+func TestListingStreamsPageByPage(t *testing.T) {
+	r := newBucket(t)
+	keys := flatKeys("d", 2500)
+	r.putMany(keys, func(i int) []byte { return []byte{byte(i)} })
+	hb := &heldBucket{countingBucket: &countingBucket{Bucket: r.client}, release: make(chan struct{})}
+	r.counter = hb.countingBucket
+	r.bucketOverride = hb
+	r.mount(cfs.Options{FastList: true})
+	f, err := os.Open(filepath.Join(r.mnt, "d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	first := make(chan []string, 1)
+	go func() {
+		names, err := f.Readdirnames(100)
+		if err != nil {
+			t.Errorf("first entries: %v", err)
+		}
+		first <- names
+	}()
+	var got []string
+	select {
+	case got = <-first:
+	case <-time.After(20 * time.Second):
+		close(hb.release)
+		t.Fatal("the first page's entries waited for the second page")
+	}
+	close(hb.release)
+	rest, err := f.Readdirnames(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, rest...)
+	sort.Strings(got)
+	want := make([]string, len(keys))
+	for i, k := range keys {
+		want[i] = filepath.Base(k)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("listed %d names, want %d", len(got), len(want))
+	}
+}
+
+// A page that fails after the first ends the listing with its error, not
+// with a short directory.
+func TestListingPageFailureIsAnError(t *testing.T) {
+	r := newBucket(t)
+	r.putMany(flatKeys("d", 1500), func(i int) []byte { return []byte{byte(i)} })
+	hb := &heldBucket{countingBucket: &countingBucket{Bucket: r.client}, release: make(chan struct{}),
+		failWith: &transport.Error{Op: "LIST", StatusCode: 403, Code: "AccessDenied", Kind: transport.ErrAccessDenied}}
+	close(hb.release)
+	r.counter = hb.countingBucket
+	r.bucketOverride = hb
+	r.mount(cfs.Options{FastList: true})
+	names, err := os.ReadDir(filepath.Join(r.mnt, "d"))
+	if !errors.Is(err, syscall.EACCES) {
+		t.Fatalf("listing whose second page is refused: %d names, %v; want EACCES", len(names), err)
+	}
+}
+
+// scriptedBucket answers the listing of d/ with its pages (by token), each
+// after the one before by delay.
+type scriptedBucket struct {
+	*countingBucket
+	pages map[string]*transport.ListOutput
+	delay time.Duration
+}
+
+func (b *scriptedBucket) List(ctx context.Context, in *transport.ListInput) (*transport.ListOutput, error) {
+	if in.Prefix == "d/" && in.Delimiter == "/" {
+		b.lists.Add(1)
+		if in.Token != "" {
+			time.Sleep(b.delay)
+		}
+		out := *b.pages[in.Token]
+		return &out, nil
+	}
+	return b.countingBucket.List(ctx, in)
+}
+
+// An object and a directory of the same name on different pages: the name
+// is listed once, as the directory, although the object came first. (A
+// POSIX-backed server cannot hold both, so the pages are scripted.)
+func TestListingNameCollisionAcrossPages(t *testing.T) {
+	r := newBucket(t)
+	r.putMany([]string{"d/a"}, func(i int) []byte { return []byte("v") })
+	obj := func(name string) transport.ObjectInfo {
+		return transport.ObjectInfo{Key: "d/" + name, Size: 1, ETag: "e-" + name, LastModified: time.Now()}
+	}
+	// Page one ends with x and x-1 ('-' sorts before '/'); page two starts
+	// with the prefix x/. It comes later, so that the kernel would have
+	// taken x as a file by then if it had been handed over.
+	page1 := &transport.ListOutput{NextToken: "p2", Objects: []transport.ObjectInfo{obj("a"), obj("x"), obj("x-1")}}
+	page2 := &transport.ListOutput{CommonPrefixes: []string{"d/x/"}, Objects: []transport.ObjectInfo{obj("y")}}
+	sb := &scriptedBucket{countingBucket: &countingBucket{Bucket: r.client}, delay: 300 * time.Millisecond,
+		pages: map[string]*transport.ListOutput{"": page1, "p2": page2}}
+	r.counter = sb.countingBucket
+	r.bucketOverride = sb
+	r.mount(cfs.Options{FastList: true})
+	ents, err := os.ReadDir(filepath.Join(r.mnt, "d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, e := range ents {
+		seen[e.Name()]++
+		if e.Name() == "x" && !e.IsDir() {
+			t.Error("x is listed as a file; the directory x/ hides it")
+		}
+		if (e.Name() == "x-1" || e.Name() == "y") && e.IsDir() {
+			t.Errorf("%s is listed as a directory", e.Name())
+		}
+	}
+	for n, c := range seen {
+		if c != 1 {
+			t.Errorf("%s listed %d times", n, c)
+		}
+	}
+	if len(seen) != 4 || seen["a"] != 1 || seen["x"] != 1 || seen["x-1"] != 1 || seen["y"] != 1 {
+		t.Errorf("listed %v, want a, x, x-1 and y", seen)
+	}
+	if st, err := os.Stat(filepath.Join(r.mnt, "d", "x")); err != nil || !st.IsDir() {
+		t.Errorf("stat x: %v %v; want the directory", st, err)
+	}
+}
