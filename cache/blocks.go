@@ -250,15 +250,18 @@ func (c *BlockCache) Block(ctx context.Context, k BlockKey, objSize int64) (Ref,
 // Prefetch starts fetching up to n blocks from k on, with one request for
 // the run of those that are neither cached nor being fetched. It never
 // blocks: when too many readahead runs are queued, the blocks are left for
-// the reader.
-func (c *BlockCache) Prefetch(k BlockKey, n int, objSize int64) { c.startRun(k, n, objSize, true) }
+// the reader, and Prefetch reports false.
+func (c *BlockCache) Prefetch(k BlockKey, n int, objSize int64) bool {
+	return c.startRun(k, n, objSize, true)
+}
 
 // Fetch starts fetching up to n blocks from k on like Prefetch, for a reader
 // that needs them now: it is never dropped, only queued behind the requests
 // in flight.
 func (c *BlockCache) Fetch(k BlockKey, n int, objSize int64) { c.startRun(k, n, objSize, false) }
 
-func (c *BlockCache) startRun(k BlockKey, n int, objSize int64, speculative bool) {
+// startRun reports false when a speculative run was dropped.
+func (c *BlockCache) startRun(k BlockKey, n int, objSize int64, speculative bool) bool {
 	nblocks := (objSize + c.blockSize - 1) / c.blockSize
 	c.mu.Lock()
 	// Skip the blocks already there, then take the consecutive run of
@@ -273,14 +276,14 @@ func (c *BlockCache) startRun(k BlockKey, n int, objSize int64, speculative bool
 	}
 	if len(run) == 0 {
 		c.mu.Unlock()
-		return
+		return true
 	}
 	if speculative {
 		select {
 		case c.pf <- struct{}{}:
 		default:
 			c.mu.Unlock()
-			return
+			return false
 		}
 	}
 	for i, p := range run {
@@ -296,6 +299,7 @@ func (c *BlockCache) startRun(k BlockKey, n int, objSize int64, speculative bool
 		}
 		c.fetchRun(k, len(run), objSize, run)
 	}()
+	return true
 }
 
 // fetchRun fetches blocks first..first+n-1 with one request, publishing each

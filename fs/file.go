@@ -253,6 +253,9 @@ type handle struct {
 	mu      sync.Mutex
 	nextOff int64 // where a sequential reader reads next
 	window  int   // blocks to keep fetched ahead
+	// aheadTo: the runs of blocks before it were asked for since the
+	// reader became sequential, so they are not looked up again per read.
+	aheadTo int64
 }
 
 var (
@@ -445,8 +448,12 @@ func (h *handle) readahead(off, end, lastBlock int64) {
 	// The kernel sends a sequential stream as many requests at once (its
 	// own readahead), so they arrive somewhat out of order: a jump within
 	// its window still counts as sequential.
+	// A window starts only where a read takes up exactly where the last
+	// one ended (or at 0), so that random reads that happen to land near
+	// each other do not start one.
 	const jitter = 16 << 20
-	sequential := off == 0 || (off >= h.nextOff-jitter && off <= h.nextOff+jitter)
+	near := off >= h.nextOff-jitter && off <= h.nextOff+jitter
+	sequential := off == 0 || off == h.nextOff || (h.window > 0 && near)
 	if sequential {
 		if h.window == 0 {
 			h.window = opt.ReadaheadRun
@@ -455,21 +462,34 @@ func (h *handle) readahead(off, end, lastBlock int64) {
 		}
 	} else {
 		h.window = 0
+		h.aheadTo = 0
 	}
 	if end > h.nextOff || !sequential {
 		h.nextOff = end
 	}
 	window := int64(h.window)
+	// Runs are aligned, so that as the window slides a whole run goes in
+	// one request rather than one block at a time. Runs already asked for
+	// are skipped; a run dropped for lack of readahead slots is asked for
+	// again by the next read.
+	run := int64(opt.ReadaheadRun)
+	from := max((lastBlock+1)/run*run, h.aheadTo)
+	to := lastBlock + window
 	h.mu.Unlock()
 	if window == 0 {
 		return
 	}
-	// Runs are aligned, so that as the window slides a whole run goes in
-	// one request rather than one block at a time.
-	run := int64(opt.ReadaheadRun)
-	for c := (lastBlock + 1) / run * run; c <= lastBlock+window; c += run {
-		h.fsys.blocks.Prefetch(cache.BlockKey{Key: h.key, ETag: h.etag, Index: c}, int(run), h.size)
+	c := from
+	for ; c <= to; c += run {
+		if !h.fsys.blocks.Prefetch(cache.BlockKey{Key: h.key, ETag: h.etag, Index: c}, int(run), h.size) {
+			break
+		}
 	}
+	h.mu.Lock()
+	if h.window > 0 && c > h.aheadTo {
+		h.aheadTo = c
+	}
+	h.mu.Unlock()
 }
 
 // Setattr implements NodeSetattrer: truncate goes to the local copy (and is

@@ -511,3 +511,51 @@ func TestWalkPrefetchesSiblingListings(t *testing.T) {
 		t.Errorf("d05 after a create: %d entries, new found %v; a stale prefetched listing was used", len(ents), found)
 	}
 }
+
+// Random reads that land near each other start no readahead: each costs the
+// block it needs, not a run of blocks after it.
+func TestRandomReadsNearEachOtherFetchNoRuns(t *testing.T) {
+	r := newBucket(t)
+	const size = 32 << 20
+	r.putLarge("r", size)
+	r.mount(cfs.Options{BlockSize: 256 << 10})
+	f, err := os.OpenFile(filepath.Join(r.mnt, "r"), os.O_RDONLY|syscall.O_DIRECT, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r.counter.reset()
+	// 40 distinct blocks in the first 16 MiB, in a shuffled order, none at
+	// offset 0 and none right after the one read before.
+	rnd := rand.New(rand.NewSource(7))
+	blocks := rnd.Perm(64)[:40]
+	buf := unsafeAligned(4096)
+	want := make([]byte, 4096)
+	touched := map[int]bool{}
+	for i, b := range blocks {
+		if b == 0 || (i > 0 && b == blocks[i-1]+1) {
+			continue
+		}
+		touched[b] = true
+		off := int64(b)<<18 + 8192
+		if _, err := f.ReadAt(buf, off); err != nil {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+		fillPattern(want, off)
+		if !bytes.Equal(buf, want) {
+			t.Fatalf("wrong bytes at %d", off)
+		}
+	}
+	got, limit := r.counter.getBytes.Load(), int64(len(touched))<<18
+	t.Logf("%d random reads of %d blocks: %d GETs, %d KiB", len(touched), len(touched), r.counter.gets.Load(), got>>10)
+	if got > limit {
+		t.Errorf("random reads fetched %d KiB for %d blocks of 256 KiB: readahead ran", got>>10, len(touched))
+	}
+}
+
+// unsafeAligned is a buffer aligned for O_DIRECT.
+func unsafeAligned(n int) []byte {
+	b := make([]byte, n+4096)
+	off := int(4096 - uintptr(unsafe.Pointer(&b[0]))%4096)
+	return b[off%4096 : off%4096+n]
+}
