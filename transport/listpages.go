@@ -1,6 +1,9 @@
 package transport
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // Lister lists one page at a time: Client, and the file system's view of a
 // bucket.
@@ -37,6 +40,9 @@ func ListPages(ctx context.Context, l Lister, in ListInput, fn func(*ListOutput)
 			return cur.err
 		}
 		out := cur.out
+		if out.NextToken != "" && out.NextToken == cur.token {
+			return errors.New("list: the server answered a page with its own token; the listing does not advance")
+		}
 		if next != nil && next.token != out.NextToken {
 			next.cancel() // named early, then not the way on after all
 			next = nil

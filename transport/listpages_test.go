@@ -174,3 +174,21 @@ func TestListNamesTheNextPageEarly(t *testing.T) {
 		t.Fatalf("named early %q, NextToken %q", named, out.NextToken)
 	}
 }
+
+// stuckLister answers every page with the token it was asked for.
+type stuckLister struct{ calls int }
+
+func (l *stuckLister) List(ctx context.Context, in *ListInput) (*ListOutput, error) {
+	l.calls++
+	return &ListOutput{Objects: []ObjectInfo{{Key: "k"}}, NextToken: "same"}, nil
+}
+
+// A server that answers a page with its own token ends the listing with an
+// error instead of looping.
+func TestListPagesStopsWhenTheListingDoesNotAdvance(t *testing.T) {
+	l := &stuckLister{}
+	err := ListPages(context.Background(), l, ListInput{}, func(*ListOutput) error { return nil })
+	if err == nil || l.calls > 3 {
+		t.Fatalf("%v after %d calls", err, l.calls)
+	}
+}
