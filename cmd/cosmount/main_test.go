@@ -226,6 +226,45 @@ func TestForegroundSIGTERMUnmounts(t *testing.T) {
 	}
 }
 
+// A SIGTERM that comes the moment the mount appears, while cosmount is
+// still starting up, unmounts it and ends the process cleanly: no dead
+// mount is left behind.
+func TestSIGTERMWhileStartingLeavesNoMount(t *testing.T) {
+	e := setup(t)
+	mnt := t.TempDir()
+	c := e.cmd(e.srv.SecretKey, "--foreground", "--endpoint", e.srv.Endpoint, e.bucket, mnt)
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !mounted(mnt) {
+		if time.Now().After(deadline) {
+			c.Process.Kill()
+			t.Fatalf("not mounted: %s", stderr.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit after an early SIGTERM: %v: %s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		c.Process.Kill()
+		syscall.Unmount(mnt, syscall.MNT_DETACH)
+		t.Fatal("did not exit after SIGTERM")
+	}
+	if mounted(mnt) {
+		syscall.Unmount(mnt, syscall.MNT_DETACH)
+		t.Fatal("a dead mount was left behind")
+	}
+}
+
 func findMountProcess(t *testing.T, mnt string) string {
 	t.Helper()
 	ents, _ := os.ReadDir("/proc")
