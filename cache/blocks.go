@@ -87,6 +87,7 @@ type BlockCache struct {
 	pending   map[BlockKey]*pendingBlock
 	free      [][]byte // buffers ready for reuse
 	allocated int      // buffers alive: cached, pending, pinned or free
+	arena     *arena   // where buffers come from and go back to
 
 	hits, misses, fetches atomic.Int64
 }
@@ -127,6 +128,7 @@ func NewBlockCache(fetch Fetcher, opt BlockCacheOptions) (*BlockCache, error) {
 		sem:       make(chan struct{}, opt.MaxFetches),
 		pf:        make(chan struct{}, opt.MaxFetches),
 		pending:   map[BlockKey]*pendingBlock{},
+		arena:     newArena(opt.BlockSize, opt.MaxBytes),
 	}
 	l, err := simplelru.NewLRU(n, c.evicted)
 	if err != nil {
@@ -174,11 +176,12 @@ func (c *BlockCache) unpinLocked(b *block) {
 	}
 }
 
-// putLocked returns a buffer for reuse, or to the garbage collector when
-// more exist than the bound allows.
+// putLocked returns a buffer for reuse, or to the arena when more exist
+// than the bound allows.
 func (c *BlockCache) putLocked(buf []byte) {
 	if c.allocated > c.slots {
 		c.allocated--
+		c.arena.put(buf)
 		return
 	}
 	c.free = append(c.free, buf[:cap(buf)])
@@ -196,7 +199,7 @@ func (c *BlockCache) getLocked() []byte {
 		if c.allocated < c.slots || c.lru.Len() == 0 {
 			// Under the bound, or every buffer pinned or in flight.
 			c.allocated++
-			return make([]byte, c.blockSize)
+			return c.arena.get()
 		}
 		c.lru.RemoveOldest() // frees its buffer unless a reader holds it
 	}
