@@ -72,7 +72,8 @@ type Options struct {
 	// fetches at least.
 	BlockSize int64
 	// MaxReadahead is the most blocks fetched ahead of a sequential reader
-	// (64 MiB worth), ReadaheadRun how many go in one request (4 MiB worth).
+	// (64 MiB worth), ReadaheadRun how many go in one request at first (4
+	// MiB worth); requests grow with the window to a quarter of it.
 	MaxReadahead, ReadaheadRun int
 	// FetchParallel bounds concurrent block fetches for the whole mount.
 	FetchParallel int
