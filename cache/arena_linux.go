@@ -26,5 +26,11 @@ func allocChunk(n int64) []byte {
 	}
 	b := m[off : off+int(n) : off+int(n)]
 	_ = unix.Madvise(b, unix.MADV_HUGEPAGE) // best effort: THP may be off
+	// Fault the chunk in now, in the background, so that reads do not
+	// wait for it: on a virtual machine a fresh 2 MiB page can take
+	// milliseconds. It leaves the bytes alone, so buffers carved from the
+	// chunk meanwhile are safe to use (before Linux 5.14 it fails, and
+	// pages are faulted in as they are first written).
+	go func() { _ = unix.Madvise(b, unix.MADV_POPULATE_WRITE) }()
 	return b
 }

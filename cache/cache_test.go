@@ -195,7 +195,7 @@ func TestBlockCacheBuffersBeyondTheBoundAreReused(t *testing.T) {
 		}
 	}
 	c.mu.Lock()
-	made := c.arena.made
+	made := c.arena.bufs
 	c.mu.Unlock()
 	if made != 5 {
 		t.Fatalf("the arena made %d buffers for at most 5 alive at once", made)
