@@ -328,7 +328,14 @@ func (c *BlockCache) fetchRun(first BlockKey, n int, objSize int64, run []*pendi
 		c.mu.Unlock()
 	}
 	done := 0
+	var spare []byte // the first block's buffer, taken before the request
 	fail := func(err error) {
+		if spare != nil {
+			c.mu.Lock()
+			c.putLocked(spare)
+			c.mu.Unlock()
+			spare = nil
+		}
 		for ; done < n; done++ {
 			finish(done, nil, err)
 		}
@@ -346,6 +353,11 @@ func (c *BlockCache) fetchRun(first BlockKey, n int, objSize int64, run []*pendi
 		return
 	}
 	length := min(int64(n)*c.blockSize, objSize-off)
+	// The first buffer is taken now, so that making it (a fresh chunk of
+	// the arena on a new mount) overlaps the request's round trip.
+	c.mu.Lock()
+	spare = c.getLocked()
+	c.mu.Unlock()
 	c.fetches.Add(1)
 	rc, err := c.fetch(c.fetchCtx, first.Key, first.ETag, off, length)
 	if err != nil {
@@ -355,9 +367,14 @@ func (c *BlockCache) fetchRun(first BlockKey, n int, objSize int64, run []*pendi
 	defer rc.Close()
 	for ; done < n; done++ {
 		bo := off + int64(done)*c.blockSize
-		c.mu.Lock()
-		buf := c.getLocked()[:min(c.blockSize, objSize-bo)]
-		c.mu.Unlock()
+		buf := spare
+		spare = nil
+		if buf == nil {
+			c.mu.Lock()
+			buf = c.getLocked()
+			c.mu.Unlock()
+		}
+		buf = buf[:min(c.blockSize, objSize-bo)]
 		if _, err := io.ReadFull(rc, buf); err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 				err = fmt.Errorf("block %d of %q: object shorter than expected: %w", first.Index+int64(done), first.Key, io.ErrUnexpectedEOF)
