@@ -96,13 +96,7 @@ func TestBlockCachePinsAndReusesBuffers(t *testing.T) {
 	for i := range data {
 		data[i] = byte(i*13 + i/bs)
 	}
-	fetch := func(ctx context.Context, key, etag string, off, n int64) (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(data[off : off+n])), nil
-	}
-	c, err := NewBlockCache(fetch, BlockCacheOptions{BlockSize: bs, MaxBytes: 4 * bs})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := memCache(t, data, bs, 4)
 	ctx := context.Background()
 	size := int64(len(data))
 	held, err := c.Block(ctx, BlockKey{"k", "e", 7}, size)
@@ -170,13 +164,7 @@ func TestBlockCachePinsAndReusesBuffers(t *testing.T) {
 func TestBlockCacheBuffersBeyondTheBoundAreReused(t *testing.T) {
 	const bs = 1 << 10
 	data := make([]byte, 64*bs)
-	fetch := func(ctx context.Context, key, etag string, off, n int64) (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(data[off : off+n])), nil
-	}
-	c, err := NewBlockCache(fetch, BlockCacheOptions{BlockSize: bs, MaxBytes: 4 * bs})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := memCache(t, data, bs, 4)
 	ctx := context.Background()
 	for round := int64(0); round < 3; round++ {
 		var refs []Ref
@@ -200,6 +188,19 @@ func TestBlockCacheBuffersBeyondTheBoundAreReused(t *testing.T) {
 	if made != 5 {
 		t.Fatalf("the arena made %d buffers for at most 5 alive at once", made)
 	}
+}
+
+// memCache is a cache of blocks blocks of bs bytes over data.
+func memCache(t *testing.T, data []byte, bs, blocks int64) *BlockCache {
+	t.Helper()
+	fetch := func(ctx context.Context, key, etag string, off, n int64) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(data[off : off+n])), nil
+	}
+	c, err := NewBlockCache(fetch, BlockCacheOptions{BlockSize: bs, MaxBytes: blocks * bs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // A prefetched run is one request, and every block of it is then served
