@@ -236,7 +236,14 @@ func TestLargeFileReadTwiceSecondFromCache(t *testing.T) {
 			if evictedAtOpen > evictedAfterPass1+blocks/20 {
 				t.Errorf("the second open dropped the page cache: %d blocks missing, %d before it", evictedAtOpen, evictedAfterPass1)
 			}
-			if lost := max(evictedAtOpen, evictedAfter); bytes > (lost+blocks/20)*bs {
+			// What the kernel lost it asks for again, and a run of
+			// missing pages read in order starts a readahead window
+			// that also fetches pages still cached (cosmount cannot see
+			// the page cache): under the race detector on a loaded
+			// machine the kernel loses 5 to 300 of the 2,048 MiB during
+			// the first read and the second fetches up to 4x that. A
+			// dropped page cache would fetch all of it.
+			if lost := max(evictedAtOpen, evictedAfter); bytes > size/2 {
 				t.Errorf("second read of an unchanged object fetched %d MiB with %d MiB out of the page cache", bytes>>20, lost)
 			}
 		}
