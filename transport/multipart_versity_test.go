@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"cosmount/auth"
 	"cosmount/internal/testrig"
@@ -49,6 +50,25 @@ func (v *versityAPI) track(num int) func() {
 		hook(num)
 	}
 	return func() { v.mu.Lock(); v.inflight--; v.mu.Unlock() }
+}
+
+// holdFirstPart makes part 1 wait (10 s at most) until n parts are in
+// flight, so that a parallel uploader is seen running parts together
+// however fast the server answers each one.
+func (v *versityAPI) holdFirstPart(n int) {
+	v.partHook = func(num int) {
+		if num != 1 {
+			return
+		}
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			v.mu.Lock()
+			f := v.inflight
+			v.mu.Unlock()
+			if f >= n {
+				return
+			}
+		}
+	}
 }
 
 func (v *versityAPI) UploadPart(ctx context.Context, in *UploadPartInput) (*Part, error) {
@@ -112,6 +132,7 @@ func TestUploadVersity64MiB(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			v := newVersityAPI(t)
+			v.holdFirstPart(2)
 			u := NewUploader(v, s3Uploader)
 			in.Key, in.ContentType, in.Metadata = "dir/big file", "application/octet-stream", map[string]string{"mtime": "1700000000"}
 			out, err := u.Upload(context.Background(), in)
