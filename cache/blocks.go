@@ -87,6 +87,7 @@ type BlockCache struct {
 	pending   map[BlockKey]*pendingBlock
 	free      [][]byte // buffers ready for reuse
 	allocated int      // buffers alive: cached, pending, pinned or free
+	arena     *arena   // where buffers come from and go back to
 
 	hits, misses, fetches atomic.Int64
 }
@@ -127,6 +128,7 @@ func NewBlockCache(fetch Fetcher, opt BlockCacheOptions) (*BlockCache, error) {
 		sem:       make(chan struct{}, opt.MaxFetches),
 		pf:        make(chan struct{}, opt.MaxFetches),
 		pending:   map[BlockKey]*pendingBlock{},
+		arena:     newArena(opt.BlockSize, opt.MaxBytes),
 	}
 	l, err := simplelru.NewLRU(n, c.evicted)
 	if err != nil {
@@ -174,11 +176,12 @@ func (c *BlockCache) unpinLocked(b *block) {
 	}
 }
 
-// putLocked returns a buffer for reuse, or to the garbage collector when
-// more exist than the bound allows.
+// putLocked returns a buffer for reuse, or to the arena when more exist
+// than the bound allows.
 func (c *BlockCache) putLocked(buf []byte) {
 	if c.allocated > c.slots {
 		c.allocated--
+		c.arena.put(buf)
 		return
 	}
 	c.free = append(c.free, buf[:cap(buf)])
@@ -196,7 +199,7 @@ func (c *BlockCache) getLocked() []byte {
 		if c.allocated < c.slots || c.lru.Len() == 0 {
 			// Under the bound, or every buffer pinned or in flight.
 			c.allocated++
-			return make([]byte, c.blockSize)
+			return c.arena.get()
 		}
 		c.lru.RemoveOldest() // frees its buffer unless a reader holds it
 	}
@@ -325,7 +328,14 @@ func (c *BlockCache) fetchRun(first BlockKey, n int, objSize int64, run []*pendi
 		c.mu.Unlock()
 	}
 	done := 0
+	var spare []byte // the first block's buffer, taken before the request
 	fail := func(err error) {
+		if spare != nil {
+			c.mu.Lock()
+			c.putLocked(spare)
+			c.mu.Unlock()
+			spare = nil
+		}
 		for ; done < n; done++ {
 			finish(done, nil, err)
 		}
@@ -343,6 +353,11 @@ func (c *BlockCache) fetchRun(first BlockKey, n int, objSize int64, run []*pendi
 		return
 	}
 	length := min(int64(n)*c.blockSize, objSize-off)
+	// The first buffer is taken now, so that making it (a fresh chunk of
+	// the arena on a new mount) overlaps the request's round trip.
+	c.mu.Lock()
+	spare = c.getLocked()
+	c.mu.Unlock()
 	c.fetches.Add(1)
 	rc, err := c.fetch(c.fetchCtx, first.Key, first.ETag, off, length)
 	if err != nil {
@@ -352,9 +367,14 @@ func (c *BlockCache) fetchRun(first BlockKey, n int, objSize int64, run []*pendi
 	defer rc.Close()
 	for ; done < n; done++ {
 		bo := off + int64(done)*c.blockSize
-		c.mu.Lock()
-		buf := c.getLocked()[:min(c.blockSize, objSize-bo)]
-		c.mu.Unlock()
+		buf := spare
+		spare = nil
+		if buf == nil {
+			c.mu.Lock()
+			buf = c.getLocked()
+			c.mu.Unlock()
+		}
+		buf = buf[:min(c.blockSize, objSize-bo)]
 		if _, err := io.ReadFull(rc, buf); err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 				err = fmt.Errorf("block %d of %q: object shorter than expected: %w", first.Index+int64(done), first.Key, io.ErrUnexpectedEOF)

@@ -157,6 +157,39 @@ func TestBlockCachePinsAndReusesBuffers(t *testing.T) {
 	}
 }
 
+// When every buffer is pinned a reader still gets its block, from a buffer
+// beyond the bound; that buffer goes back to the arena once released and is
+// the one handed out the next time: the arena's memory is the most buffers
+// ever alive at once, not every buffer ever made.
+func TestBlockCacheBuffersBeyondTheBoundAreReused(t *testing.T) {
+	const bs = 1 << 10
+	data := make([]byte, 64*bs)
+	c := memCache(t, data, bs, 4)
+	ctx := context.Background()
+	for round := int64(0); round < 3; round++ {
+		var refs []Ref
+		for i := int64(0); i < 5; i++ { // 5 pinned blocks, bound 4
+			r, err := c.Block(ctx, BlockKey{"k", "e", round*8 + i}, int64(len(data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			refs = append(refs, r)
+		}
+		for _, r := range refs {
+			r.Release()
+		}
+		if a, allowed := c.Buffers(); a != allowed {
+			t.Fatalf("round %d: %d buffers alive after the pins went, bound %d", round, a, allowed)
+		}
+	}
+	c.mu.Lock()
+	made := c.arena.bufs
+	c.mu.Unlock()
+	if made != 5 {
+		t.Fatalf("the arena made %d buffers for at most 5 alive at once", made)
+	}
+}
+
 // memCache is a cache of blocks blocks of bs bytes over data.
 func memCache(t *testing.T, data []byte, bs, blocks int64) *BlockCache {
 	t.Helper()
