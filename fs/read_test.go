@@ -241,9 +241,10 @@ func TestLargeFileReadTwiceSecondFromCache(t *testing.T) {
 			// that also fetches pages still cached (cosmount cannot see
 			// the page cache): under the race detector on a loaded
 			// machine the kernel loses 5 to 300 of the 2,048 MiB during
-			// the first read and the second fetches up to 4x that. A
-			// dropped page cache would fetch all of it.
-			if lost := max(evictedAtOpen, evictedAfter); bytes > size/2 {
+			// the first read and the second fetches up to 4x that (921
+			// MiB at most in eleven runs). A dropped page cache would
+			// fetch all of it.
+			if lost := max(evictedAtOpen, evictedAfter); bytes > size*3/4 {
 				t.Errorf("second read of an unchanged object fetched %d MiB with %d MiB out of the page cache", bytes>>20, lost)
 			}
 		}
