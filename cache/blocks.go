@@ -34,6 +34,9 @@ type block struct {
 	data   []byte
 	pins   int  // readers holding it (under BlockCache.mu)
 	cached bool // in the LRU (under BlockCache.mu)
+	// spent: read through by a sequential reader and not asked for since;
+	// evicted before the LRU's oldest (under BlockCache.mu).
+	spent bool
 }
 
 // pendingBlock is a block being fetched; done closes when blk or err is set.
@@ -53,6 +56,7 @@ type pendingBlock struct {
 type Ref struct {
 	c *BlockCache
 	b *block
+	k BlockKey
 }
 
 // Data is the block's bytes; they must not be modified.
@@ -80,14 +84,21 @@ type BlockCache struct {
 	// fetch others wait for.
 	fetchCtx context.Context
 	sem      chan struct{} // requests in flight
-	pf       chan struct{} // readahead runs queued or in flight
+	// pf: readahead runs queued or in flight, twice the requests: runs
+	// wait for a request slot, so that the windows of several sequential
+	// readers fit.
+	pf chan struct{}
 
-	mu        sync.Mutex
-	lru       *simplelru.LRU[BlockKey, *block]
-	pending   map[BlockKey]*pendingBlock
-	free      [][]byte // buffers ready for reuse
-	allocated int      // buffers alive: cached, pending, pinned or free
-	arena     *arena   // where buffers come from and go back to
+	mu      sync.Mutex
+	lru     *simplelru.LRU[BlockKey, *block]
+	pending map[BlockKey]*pendingBlock
+	free    [][]byte // buffers ready for reuse
+	// spent lists the blocks marked Spent, oldest first, from spentAt on;
+	// entries whose block was evicted or asked for again are skipped.
+	spent     []BlockKey
+	spentAt   int
+	allocated int    // buffers alive: cached, pending, pinned or free
+	arena     *arena // where buffers come from and go back to
 
 	hits, misses, fetches atomic.Int64
 }
@@ -126,7 +137,7 @@ func NewBlockCache(fetch Fetcher, opt BlockCacheOptions) (*BlockCache, error) {
 		fetch:     fetch,
 		fetchCtx:  opt.Context,
 		sem:       make(chan struct{}, opt.MaxFetches),
-		pf:        make(chan struct{}, opt.MaxFetches),
+		pf:        make(chan struct{}, 2*opt.MaxFetches),
 		pending:   map[BlockKey]*pendingBlock{},
 		arena:     newArena(opt.BlockSize, opt.MaxBytes),
 	}
@@ -159,6 +170,58 @@ func (c *BlockCache) Cached(k BlockKey) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lru.Contains(k)
+}
+
+// Fetching reports how many blocks are being fetched.
+func (c *BlockCache) Fetching() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending)
+}
+
+// Missing reports whether block k is neither cached nor being fetched.
+func (c *BlockCache) Missing(k BlockKey) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.lru.Contains(k) && c.pending[k] == nil
+}
+
+// Spent marks blocks a sequential reader has read through: the kernel's
+// page cache holds their bytes now, and the blocks fetched ahead of readers
+// are worth more. When the cache needs a buffer it evicts spent blocks,
+// oldest first, before it evicts by LRU; a block asked for again before
+// that is no longer spent.
+func (c *BlockCache) Spent(refs ...Ref) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range refs {
+		if r.b.cached && !r.b.spent {
+			r.b.spent = true
+			c.spent = append(c.spent, r.k)
+		}
+	}
+	if n := len(c.spent) - c.spentAt; n > c.slots {
+		c.spentAt = len(c.spent) - c.slots // the oldest go; their blocks are left to the LRU
+	}
+	if c.spentAt > len(c.spent)/2 {
+		c.spent = c.spent[:copy(c.spent, c.spent[c.spentAt:])]
+		c.spentAt = 0
+	}
+}
+
+// evictSpentLocked evicts the oldest spent block and reports whether there
+// was one.
+func (c *BlockCache) evictSpentLocked() bool {
+	for c.spentAt < len(c.spent) {
+		k := c.spent[c.spentAt]
+		c.spent[c.spentAt] = BlockKey{}
+		c.spentAt++
+		if b, ok := c.lru.Peek(k); ok && b.spent {
+			c.lru.Remove(k)
+			return true
+		}
+	}
+	return false
 }
 
 // evicted runs under c.mu when the LRU drops a block.
@@ -201,7 +264,10 @@ func (c *BlockCache) getLocked() []byte {
 			c.allocated++
 			return c.arena.get()
 		}
-		c.lru.RemoveOldest() // frees its buffer unless a reader holds it
+		// Either frees its buffer unless a reader holds it.
+		if !c.evictSpentLocked() {
+			c.lru.RemoveOldest()
+		}
 	}
 }
 
@@ -212,9 +278,10 @@ func (c *BlockCache) Block(ctx context.Context, k BlockKey, objSize int64) (Ref,
 		c.mu.Lock()
 		if b, ok := c.lru.Get(k); ok {
 			b.pins++
+			b.spent = false
 			c.mu.Unlock()
 			c.hits.Add(1)
-			return Ref{c, b}, nil
+			return Ref{c, b, k}, nil
 		}
 		p, ok := c.pending[k]
 		if !ok {
@@ -241,7 +308,7 @@ func (c *BlockCache) Block(ctx context.Context, k BlockKey, objSize int64) (Ref,
 			return Ref{}, ctx.Err()
 		}
 		if p.err == nil {
-			return Ref{c, p.blk}, nil
+			return Ref{c, p.blk, k}, nil
 		}
 		if !p.prefetch || attempt > 0 {
 			return Ref{}, p.err

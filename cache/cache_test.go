@@ -311,3 +311,51 @@ func TestWriteFileFillNeverOverwritesWrites(t *testing.T) {
 		t.Fatalf("missing after truncate: %v", m)
 	}
 }
+
+// Blocks a sequential reader has read through are evicted before older
+// blocks, oldest spent first; a spent block asked for again is kept by LRU
+// order like any other.
+func TestBlockCacheEvictsSpentBlocksFirst(t *testing.T) {
+	const bs = 1 << 10
+	data := make([]byte, 16*bs)
+	c := memCache(t, data, bs, 4)
+	ctx := context.Background()
+	size := int64(len(data))
+	get := func(i int64) Ref {
+		t.Helper()
+		r, err := c.Block(ctx, BlockKey{"k", "e", i}, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	cached := func(want ...int64) {
+		t.Helper()
+		var got []int64
+		for i := int64(0); i < 16; i++ {
+			if c.Cached(BlockKey{"k", "e", i}) {
+				got = append(got, i)
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("cached blocks %v, want %v", got, want)
+		}
+	}
+	for i := int64(0); i < 4; i++ {
+		get(i).Release()
+	}
+	r2, r3 := get(2), get(3)
+	c.Spent(r3, r2)
+	r2.Release()
+	r3.Release()
+	get(4).Release()
+	cached(0, 1, 2, 4) // 3, spent first, went; 0 is the LRU's oldest
+	get(5).Release()
+	cached(0, 1, 4, 5)
+	r1 := get(1)
+	c.Spent(r1)
+	r1.Release()
+	get(1).Release() // asked for again: no longer spent
+	get(6).Release()
+	cached(1, 4, 5, 6)
+}

@@ -253,6 +253,9 @@ type handle struct {
 	mu      sync.Mutex
 	nextOff int64 // where a sequential reader reads next
 	window  int   // blocks to keep fetched ahead
+	// streaming: counted in FS.streams (a sequential reader short of the
+	// end of the file).
+	streaming bool
 	// aheadTo: the runs of blocks before it were asked for since the
 	// reader became sequential, so they are not looked up again per read.
 	aheadTo int64
@@ -291,7 +294,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		// The blocks this read needs go in one request.
 		h.fsys.blocks.Fetch(cache.BlockKey{Key: h.key, ETag: h.etag, Index: first}, int(last-first+1), h.size)
 	}
-	h.readahead(off, end, last)
+	seq := h.readahead(off, end, last)
 	res := &blocksResult{refs: make([]cache.Ref, 0, last-first+1), slices: make([][]byte, 0, last-first+1)}
 	for i := first; i <= last; i++ {
 		r, err := h.block(ctx, i)
@@ -304,6 +307,15 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		hi := min(end-i*bs, int64(len(b)))
 		res.refs = append(res.refs, r)
 		res.slices = append(res.slices, b[lo:hi])
+	}
+	if seq {
+		// A sequential reader is done with the blocks it read to their
+		// end: the cache gives them up first.
+		spent := res.refs
+		if lastEnd := min((last+1)*bs, h.size); end < lastEnd {
+			spent = spent[:len(spent)-1]
+		}
+		h.fsys.blocks.Spent(spent...)
 	}
 	return res, 0
 }
@@ -394,6 +406,9 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 // Release implements FileReleaser. Errors were reported by Flush; a file
 // whose upload failed keeps its local copy for the next attempt.
 func (h *handle) Release(ctx context.Context) syscall.Errno {
+	h.mu.Lock()
+	h.setStreaming(false)
+	h.mu.Unlock()
 	h.node.release()
 	return 0
 }
@@ -441,8 +456,9 @@ func (h *handle) block(ctx context.Context, i int64) (cache.Ref, error) {
 
 // readahead keeps the window of blocks after lastBlock fetching while the
 // reader stays sequential, in runs of ReadaheadRun blocks per request; a
-// random reader gets no readahead at all.
-func (h *handle) readahead(off, end, lastBlock int64) {
+// random reader gets no readahead at all. It reports whether the read
+// counts as sequential.
+func (h *handle) readahead(off, end, lastBlock int64) bool {
 	opt := &h.fsys.opt
 	h.mu.Lock()
 	// The kernel sends a sequential stream as many requests at once (its
@@ -455,12 +471,18 @@ func (h *handle) readahead(off, end, lastBlock int64) {
 	near := off >= h.nextOff-jitter && off <= h.nextOff+jitter
 	sequential := off == 0 || off == h.nextOff || (h.window > 0 && near)
 	if sequential {
+		// Counted from where a stream starts or takes up exactly, until
+		// the end of the file: a late read of the kernel's readahead,
+		// arriving after the last one, does not count it again.
+		h.setStreaming(end < h.size && (h.streaming || off == 0 || off == h.nextOff))
+		limit := h.fsys.readaheadLimit()
 		if h.window == 0 {
-			h.window = opt.ReadaheadRun
-		} else if h.window < opt.MaxReadahead {
-			h.window = min(h.window*2, opt.MaxReadahead)
+			h.window = min(opt.ReadaheadRun, limit)
+		} else {
+			h.window = min(h.window*2, limit)
 		}
 	} else {
+		h.setStreaming(false)
 		h.window = 0
 		h.aheadTo = 0
 	}
@@ -479,7 +501,13 @@ func (h *handle) readahead(off, end, lastBlock int64) {
 	to := lastBlock + window
 	h.mu.Unlock()
 	if window == 0 {
-		return
+		return sequential
+	}
+	next := cache.BlockKey{Key: h.key, ETag: h.etag, Index: lastBlock + 1}
+	if from > next.Index && next.Index < to && h.fsys.blocks.Missing(next) {
+		// The cache dropped blocks fetched ahead before the reader got to
+		// them: ask for them again in runs, not a read at a time.
+		from = next.Index
 	}
 	c := from
 	for ; c <= to; c += run {
@@ -488,10 +516,36 @@ func (h *handle) readahead(off, end, lastBlock int64) {
 		}
 	}
 	h.mu.Lock()
-	if h.window > 0 && c > h.aheadTo {
+	if h.window > 0 && (c > h.aheadTo || from < h.aheadTo) {
 		h.aheadTo = c
 	}
 	h.mu.Unlock()
+	return sequential
+}
+
+// setStreaming counts the handle among the mount's sequential readers or
+// takes it out (at a random read, at the end of the file, at release).
+// Called with h.mu held.
+func (h *handle) setStreaming(on bool) {
+	if on != h.streaming {
+		h.streaming = on
+		if on {
+			h.fsys.streams.Add(1)
+		} else {
+			h.fsys.streams.Add(-1)
+		}
+	}
+}
+
+// readaheadLimit is the window a sequential reader may have now: the
+// sequential readers share half of the read cache, so that the blocks
+// fetched ahead for one are not evicted to make room for another's before
+// either reads them. It is MaxReadahead while two or fewer read, and never
+// below ReadaheadRun.
+func (f *FS) readaheadLimit() int {
+	rr := f.opt.ReadaheadRun
+	share := int(f.opt.ReadCacheSize/f.opt.BlockSize/2) / int(max(1, f.streams.Load()))
+	return max(rr, min(f.opt.MaxReadahead, share/rr*rr))
 }
 
 // Setattr implements NodeSetattrer: truncate goes to the local copy (and is

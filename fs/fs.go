@@ -173,6 +173,9 @@ type FS struct {
 	lazy      lazyHeads // listed entries whose HEADs wait for a first stat
 	listings  listingCache
 	nsGen     atomic.Uint64 // bumped by every change of names (see prefetch.go)
+	// streams counts the sequential readers with a readahead window: they
+	// share half of the read cache (see handle.readahead).
+	streams   atomic.Int64
 	ctx       context.Context
 	mountTime time.Time
 	log       *slog.Logger

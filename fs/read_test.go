@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -566,4 +567,111 @@ func unsafeAligned(n int) []byte {
 	b := make([]byte, n+4096)
 	off := int(4096 - uintptr(unsafe.Pointer(&b[0]))%4096)
 	return b[off%4096 : off%4096+n]
+}
+
+// Sequential readers share half of the read cache for readahead: each may
+// have MaxReadahead while two or fewer read, less when more do. A reader
+// stops counting at the end of its file, at a random read and at close.
+func TestSequentialReadersShareTheReadahead(t *testing.T) {
+	r := newBucket(t)
+	const size = 64 << 20
+	for i := range 4 {
+		r.putLarge(fmt.Sprintf("s%d", i), size)
+	}
+	// 256 blocks of 256 KiB: 128 for readahead; MaxReadahead 16 MiB (64
+	// blocks), runs of 16 blocks at least.
+	r.mount(cfs.Options{BlockSize: 256 << 10, ReadCacheSize: 64 << 20})
+	check := func(when string, streams int64, limit int) {
+		t.Helper()
+		if s, l := r.fsys.Streams(), r.fsys.ReadaheadLimit(); s != streams || l != limit {
+			t.Fatalf("%s: %d streams with a window of %d blocks; want %d and %d", when, s, l, streams, limit)
+		}
+	}
+	buf := unsafeAligned(1 << 20)
+	var files []*os.File
+	for i, limit := range []int{64, 64, 32, 32} {
+		// s1 goes random later with a 4 KiB read: O_DIRECT, so that the
+		// kernel does not make it a run of reads of its own.
+		flags := os.O_RDONLY
+		if i == 1 {
+			flags |= syscall.O_DIRECT
+		}
+		f, err := os.OpenFile(filepath.Join(r.mnt, fmt.Sprintf("s%d", i)), flags, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := io.ReadFull(f, buf); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+		check(fmt.Sprintf("%d readers", i+1), int64(i+1), limit)
+	}
+	checkPattern(t, io.MultiReader(bytes.NewReader(buf), files[0]), size)
+	check("one reader at the end of its file", 3, 32)
+	if _, err := files[1].ReadAt(buf[:4096], 60<<20); err != nil {
+		t.Fatal(err)
+	}
+	check("one reader gone random", 2, 64)
+	// The kernel sends the release after close returns.
+	released := func(streams int64) {
+		t.Helper()
+		eventually(t, 10*time.Second, func() error {
+			if s := r.fsys.Streams(); s != streams {
+				return fmt.Errorf("%d streams after a close, want %d", s, streams)
+			}
+			return nil
+		})
+	}
+	files[2].Close()
+	released(1)
+	check("one closed", 1, 64)
+	files[3].Close()
+	released(0)
+}
+
+// When the cache drops blocks fetched ahead of a sequential reader before it
+// reads them, readahead asks for them again in runs: the reader does not go
+// on fetching its own blocks one read at a time.
+func TestReadaheadFetchesEvictedBlocksAgainInRuns(t *testing.T) {
+	r := newBucket(t)
+	const size = 64 << 20
+	r.putLarge("e", size)
+	r.mount(cfs.Options{BlockSize: 256 << 10})
+	f, err := os.OpenFile(filepath.Join(r.mnt, "e"), os.O_RDONLY|syscall.O_DIRECT, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := unsafeAligned(1 << 20)
+	want := make([]byte, len(buf))
+	read := func(off int64) {
+		t.Helper()
+		if _, err := f.ReadAt(buf, off); err != nil {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+		fillPattern(want, off)
+		if !bytes.Equal(buf, want) {
+			t.Fatalf("wrong bytes at %d", off)
+		}
+	}
+	var off int64
+	for ; off < 8<<20; off += 1 << 20 {
+		read(off)
+	}
+	eventually(t, 10*time.Second, func() error {
+		if n := r.fsys.ReadCacheFetching(); n > 0 {
+			return fmt.Errorf("%d blocks still being fetched", n)
+		}
+		return nil
+	})
+	r.fsys.PurgeReadCache()
+	r.counter.reset()
+	for ; off < 24<<20; off += 1 << 20 {
+		read(off)
+	}
+	t.Logf("16 MiB read after the cache was purged: %d GETs, %d of at most 1 MiB", r.counter.gets.Load(), r.counter.smallGets.Load())
+	if n := r.counter.smallGets.Load(); n > 2 {
+		t.Errorf("%d GETs of 1 MiB or less for 16 MiB read after the cache dropped the readahead", n)
+	}
 }

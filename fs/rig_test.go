@@ -33,6 +33,7 @@ type countingBucket struct {
 	cfs.Bucket
 	heads, gets, lists  atomic.Int64
 	getBytes            atomic.Int64 // asked for by ranged GETs
+	smallGets           atomic.Int64 // ranged GETs of at most 1 MiB
 	inflight, maxHeadsX atomic.Int64
 	listsIn, maxListsX  atomic.Int64
 }
@@ -60,6 +61,9 @@ func (c *countingBucket) Get(ctx context.Context, in *transport.GetInput) (*tran
 	c.gets.Add(1)
 	if in.Length > 0 {
 		c.getBytes.Add(in.Length)
+		if in.Length <= 1<<20 {
+			c.smallGets.Add(1)
+		}
 	}
 	return c.Bucket.Get(ctx, in)
 }
@@ -74,6 +78,7 @@ func (c *countingBucket) reset() {
 	c.heads.Store(0)
 	c.gets.Store(0)
 	c.getBytes.Store(0)
+	c.smallGets.Store(0)
 	c.lists.Store(0)
 	c.maxHeadsX.Store(0)
 	c.maxListsX.Store(0)
