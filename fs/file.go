@@ -172,11 +172,25 @@ func (n *File) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	} else {
 		fuseFlags |= fuse.FOPEN_KEEP_CACHE
 	}
+	fuseFlags |= writeOnlyFlags(flags)
 	h := &handle{fsys: n.fsys, node: n, key: n.key(), etag: m.etag, size: m.size, writable: writable}
 	if writable {
 		h.opener = callerTgid(ctx)
 	}
 	return h, fuseFlags, 0
+}
+
+// writeOnlyFlags: a write-only handle (cp, dd, tar) writes past the kernel's
+// page cache. Filling it costs the writer a copy into fresh pages per byte,
+// and they would not be used: the upload at close changes the ETag, and the
+// next open drops the page cache. A write-only handle cannot be mmapped, and
+// the kernel drops the pages a write through it replaces, so other handles
+// still read what was written.
+func writeOnlyFlags(flags uint32) uint32 {
+	if flags&syscall.O_ACCMODE == syscall.O_WRONLY {
+		return fuse.FOPEN_DIRECT_IO
+	}
+	return 0
 }
 
 // Readlink implements NodeReadlinker: a symlink's target is its body.

@@ -956,3 +956,60 @@ func TestTruncateWaitingForSpaceHoldsUpNothingElse(t *testing.T) {
 		t.Errorf("b holds %d bytes, want 1 MiB of zeros", len(got))
 	}
 }
+
+// A handle opened write-only (cp, dd, tar) writes past the kernel's page
+// cache: the pages it would fill would be dropped at the next open anyway,
+// once the upload changes the ETag. A reader open at the same time still
+// sees every byte written, including the rest of a page it read before.
+func TestWriteOnlyHandlesBypassThePageCache(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{})
+	p := filepath.Join(r.mnt, "w")
+	const size = 4 << 20
+	data := make([]byte, size)
+	fillPattern(data, 0)
+	w, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Write(data[:3]); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	head := make([]byte, 3)
+	if _, err := rd.ReadAt(head, 0); err != nil || !bytes.Equal(head, data[:3]) {
+		t.Fatalf("reader before the rest was written: %q, %v", head, err)
+	}
+	if _, err := w.Write(data[3:]); err != nil {
+		t.Fatal(err)
+	}
+	page := int64(os.Getpagesize())
+	if out := evictedBlocks(t, rd, size, page); out < size/page-1 {
+		t.Errorf("%d of %d pages written through a write-only handle are in the page cache", size/page-out, size/page)
+	}
+	got := make([]byte, size)
+	if _, err := rd.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		i := 0
+		for got[i] == data[i] {
+			i++
+		}
+		t.Fatalf("the reader sees byte %d as %d, written as %d", i, got[i], data[i])
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	checkPattern(t, f, size)
+}
