@@ -186,9 +186,9 @@ func (c *BlockCache) Missing(k BlockKey) bool {
 	return !c.lru.Contains(k) && c.pending[k] == nil
 }
 
-// Spent marks blocks a sequential reader has read through: the kernel's
-// page cache holds their bytes now, and the blocks fetched ahead of readers
-// are worth more. When the cache needs a buffer it evicts spent blocks,
+// Spent marks blocks a sequential reader has read through: it will not
+// read them again (the kernel's page cache holds them, unless it reads with
+// O_DIRECT), and the blocks fetched ahead of readers are worth more. When the cache needs a buffer it evicts spent blocks,
 // oldest first, before it evicts by LRU; a block asked for again before
 // that is no longer spent.
 func (c *BlockCache) Spent(refs ...Ref) {

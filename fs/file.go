@@ -172,7 +172,7 @@ func (n *File) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	} else {
 		fuseFlags |= fuse.FOPEN_KEEP_CACHE
 	}
-	fuseFlags |= writeOnlyFlags(flags)
+	fuseFlags |= WriteOnlyFlags(flags)
 	h := &handle{fsys: n.fsys, node: n, key: n.key(), etag: m.etag, size: m.size, writable: writable}
 	if writable {
 		h.opener = callerTgid(ctx)
@@ -180,13 +180,15 @@ func (n *File) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	return h, fuseFlags, 0
 }
 
-// writeOnlyFlags: a write-only handle (cp, dd, tar) writes past the kernel's
-// page cache. Filling it costs the writer a copy into fresh pages per byte,
-// and they would not be used: the upload at close changes the ETag, and the
-// next open drops the page cache. A write-only handle cannot be mmapped, and
-// the kernel drops the pages a write through it replaces, so other handles
-// still read what was written.
-func writeOnlyFlags(flags uint32) uint32 {
+// WriteOnlyFlags is what cosmount adds to its answer to an open or create
+// with flags (the FUSE ceiling of the benchmark adds the same): a write-only
+// handle (cp, dd, tar) writes past the kernel's page cache. Filling it costs
+// the writer a copy into fresh pages per byte, and they would not be used:
+// the upload at close changes the ETag, and the next open drops the page
+// cache. A write-only handle cannot be mmapped, and the kernel drops the
+// pages a write through it replaces, so other handles still read what was
+// written.
+func WriteOnlyFlags(flags uint32) uint32 {
 	if flags&syscall.O_ACCMODE == syscall.O_WRONLY {
 		return fuse.FOPEN_DIRECT_IO
 	}
@@ -329,7 +331,9 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		if lastEnd := min((last+1)*bs, h.size); end < lastEnd {
 			spent = spent[:len(spent)-1]
 		}
-		h.fsys.blocks.Spent(spent...)
+		if len(spent) > 0 {
+			h.fsys.blocks.Spent(spent...)
+		}
 	}
 	return res, 0
 }

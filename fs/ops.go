@@ -69,7 +69,7 @@ func (d *Dir) Create(ctx context.Context, name string, flags uint32, mode uint32
 	f.fillAttr(m, &out.Attr)
 	out.SetEntryTimeout(f.opt.StatTTL)
 	out.SetAttrTimeout(f.opt.StatTTL)
-	return ch, &handle{fsys: f, node: node, key: key, writable: true, opener: callerTgid(ctx)}, fuse.FOPEN_KEEP_CACHE | writeOnlyFlags(flags), 0
+	return ch, &handle{fsys: f, node: node, key: key, writable: true, opener: callerTgid(ctx)}, fuse.FOPEN_KEEP_CACHE | WriteOnlyFlags(flags), 0
 }
 
 // Mkdir implements NodeMkdirer: a "name/" marker object.

@@ -525,41 +525,105 @@ func TestWalkPrefetchesSiblingListings(t *testing.T) {
 // block it needs, not a run of blocks after it.
 func TestRandomReadsNearEachOtherFetchNoRuns(t *testing.T) {
 	r := newBucket(t)
-	const size = 32 << 20
-	r.putLarge("r", size)
+	r.putLarge("r", 32<<20)
 	r.mount(cfs.Options{BlockSize: 256 << 10})
-	f, err := os.OpenFile(filepath.Join(r.mnt, "r"), os.O_RDONLY|syscall.O_DIRECT, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := r.openDirect("r")
 	r.counter.reset()
 	// 40 distinct blocks in the first 16 MiB, in a shuffled order, none at
 	// offset 0 and none right after the one read before.
 	rnd := rand.New(rand.NewSource(7))
 	blocks := rnd.Perm(64)[:40]
 	buf := unsafeAligned(4096)
-	want := make([]byte, 4096)
 	touched := map[int]bool{}
 	for i, b := range blocks {
 		if b == 0 || (i > 0 && b == blocks[i-1]+1) {
 			continue
 		}
 		touched[b] = true
-		off := int64(b)<<18 + 8192
-		if _, err := f.ReadAt(buf, off); err != nil {
-			t.Fatalf("read at %d: %v", off, err)
-		}
-		fillPattern(want, off)
-		if !bytes.Equal(buf, want) {
-			t.Fatalf("wrong bytes at %d", off)
-		}
+		readChecked(t, f, buf, int64(b)<<18+8192)
 	}
 	got, limit := r.counter.getBytes.Load(), int64(len(touched))<<18
 	t.Logf("%d random reads of %d blocks: %d GETs, %d KiB", len(touched), len(touched), r.counter.gets.Load(), got>>10)
 	if got > limit {
 		t.Errorf("random reads fetched %d KiB for %d blocks of 256 KiB: readahead ran", got>>10, len(touched))
 	}
+}
+
+// Blocks a sequential reader has read through leave the read cache before
+// older blocks a random reader fetched: those are worth keeping, the
+// sequential reader's are in the page cache or behind it.
+func TestBlocksReadThroughLeaveTheCacheFirst(t *testing.T) {
+	r := newBucket(t)
+	for _, k := range []string{"rnd", "seq", "more"} {
+		r.putLarge(k, 8<<20)
+	}
+	// 16 blocks of 256 KiB, readahead one block at a time.
+	r.mount(cfs.Options{BlockSize: 256 << 10, ReadCacheSize: 4 << 20, ReadaheadRun: 1, MaxReadahead: 1})
+	buf := unsafeAligned(4096)
+	// Four blocks read at random: the oldest in the cache.
+	rnd := r.openDirect("rnd")
+	for _, b := range []int64{3, 9, 5, 14} {
+		readChecked(t, rnd, buf, b<<18+4096)
+	}
+	r.fetchesDone()
+	// Eight blocks read through from the start.
+	seq := r.openDirect("seq")
+	block := unsafeAligned(256 << 10)
+	for off := int64(0); off < 2<<20; off += 256 << 10 {
+		readChecked(t, seq, block, off)
+	}
+	r.fetchesDone()
+	// Six more blocks read at random: the cache must drop some.
+	more := r.openDirect("more")
+	for _, b := range []int64{2, 11, 7, 20, 16, 29} {
+		readChecked(t, more, buf, b<<18+4096)
+	}
+	r.fetchesDone()
+	r.counter.reset()
+	for _, b := range []int64{3, 9, 5, 14} {
+		readChecked(t, rnd, buf, b<<18+4096)
+	}
+	if n := r.counter.gets.Load(); n != 0 {
+		t.Errorf("the first random reader's 4 blocks cost %d GETs again: the cache dropped them before the blocks read through", n)
+	}
+}
+
+// openDirect opens key through the mount with O_DIRECT, so that reads reach
+// cosmount as they are made; it is closed when the test ends.
+func (r *rig) openDirect(key string) *os.File {
+	r.t.Helper()
+	f, err := os.OpenFile(filepath.Join(r.mnt, key), os.O_RDONLY|syscall.O_DIRECT, 0)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// readChecked reads len(buf) bytes at off and checks them against the
+// pattern putLarge stores.
+func readChecked(t *testing.T, f *os.File, buf []byte, off int64) {
+	t.Helper()
+	if _, err := f.ReadAt(buf, off); err != nil {
+		t.Fatalf("read at %d: %v", off, err)
+	}
+	want := make([]byte, len(buf))
+	fillPattern(want, off)
+	if !bytes.Equal(buf, want) {
+		t.Fatalf("wrong bytes at %d", off)
+	}
+}
+
+// fetchesDone waits until the read cache fetches nothing, readahead
+// included.
+func (r *rig) fetchesDone() {
+	r.t.Helper()
+	eventually(r.t, 10*time.Second, func() error {
+		if n := r.fsys.ReadCacheFetching(); n > 0 {
+			return fmt.Errorf("%d blocks still being fetched", n)
+		}
+		return nil
+	})
 }
 
 // unsafeAligned is a buffer aligned for O_DIRECT.
@@ -635,40 +699,19 @@ func TestSequentialReadersShareTheReadahead(t *testing.T) {
 // on fetching its own blocks one read at a time.
 func TestReadaheadFetchesEvictedBlocksAgainInRuns(t *testing.T) {
 	r := newBucket(t)
-	const size = 64 << 20
-	r.putLarge("e", size)
+	r.putLarge("e", 64<<20)
 	r.mount(cfs.Options{BlockSize: 256 << 10})
-	f, err := os.OpenFile(filepath.Join(r.mnt, "e"), os.O_RDONLY|syscall.O_DIRECT, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := r.openDirect("e")
 	buf := unsafeAligned(1 << 20)
-	want := make([]byte, len(buf))
-	read := func(off int64) {
-		t.Helper()
-		if _, err := f.ReadAt(buf, off); err != nil {
-			t.Fatalf("read at %d: %v", off, err)
-		}
-		fillPattern(want, off)
-		if !bytes.Equal(buf, want) {
-			t.Fatalf("wrong bytes at %d", off)
-		}
-	}
 	var off int64
 	for ; off < 8<<20; off += 1 << 20 {
-		read(off)
+		readChecked(t, f, buf, off)
 	}
-	eventually(t, 10*time.Second, func() error {
-		if n := r.fsys.ReadCacheFetching(); n > 0 {
-			return fmt.Errorf("%d blocks still being fetched", n)
-		}
-		return nil
-	})
+	r.fetchesDone()
 	r.fsys.PurgeReadCache()
 	r.counter.reset()
 	for ; off < 24<<20; off += 1 << 20 {
-		read(off)
+		readChecked(t, f, buf, off)
 	}
 	t.Logf("16 MiB read after the cache was purged: %d GETs, %d of at most 1 MiB", r.counter.gets.Load(), r.counter.smallGets.Load())
 	if n := r.counter.smallGets.Load(); n > 2 {

@@ -27,6 +27,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	cfs "cosmount/fs"
 	"cosmount/internal/units"
 )
 
@@ -143,16 +144,7 @@ func (d *dir) Create(ctx context.Context, name string, flags uint32, mode uint32
 	ch := d.NewPersistentInode(ctx, f, gofs.StableAttr{})
 	d.AddChild(name, ch, true)
 	f.fill(&out.Attr)
-	return ch, nil, writeOnly(flags), 0
-}
-
-// writeOnly gives write-only handles the flags cosmount gives them: writes
-// past the page cache.
-func writeOnly(flags uint32) uint32 {
-	if flags&syscall.O_ACCMODE == syscall.O_WRONLY {
-		return fuse.FOPEN_DIRECT_IO
-	}
-	return 0
+	return ch, nil, cfs.WriteOnlyFlags(flags), 0 // as cosmount
 }
 
 func (d *dir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -201,7 +193,7 @@ func (f *file) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		f.size = 0
 		f.mu.Unlock()
 	}
-	return nil, fuse.FOPEN_KEEP_CACHE | writeOnly(flags), 0
+	return nil, fuse.FOPEN_KEEP_CACHE | cfs.WriteOnlyFlags(flags), 0
 }
 
 func (f *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
