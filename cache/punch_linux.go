@@ -10,3 +10,14 @@ import (
 func punchHole(f *os.File, r Range) {
 	_ = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, r.Off, r.Len)
 }
+
+// writeOutPages writes r of the file to disk, waits for it, and drops its
+// now clean pages from the page cache. Errors leave the pages where they
+// are: this only saves memory.
+func writeOutPages(fd int, r Range) {
+	err := unix.SyncFileRange(fd, r.Off, r.Len,
+		unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
+	if err == nil {
+		_ = unix.Fadvise(fd, r.Off, r.Len, unix.FADV_DONTNEED)
+	}
+}

@@ -23,7 +23,21 @@ type Store struct {
 	mu   sync.Mutex
 	cond *sync.Cond
 	used int64 // bytes reserved by write-back files
+
+	outMu      sync.Mutex
+	outQueue   []writeOut // ranges to write out and drop from memory, oldest first
+	outRunning bool       // a goroutine is working through outQueue
+	outDone    int        // ranges written out (or skipped: file closed)
 }
+
+type writeOut struct {
+	w *WriteFile
+	r Range
+}
+
+// maxWriteOuts bounds the queue of WriteOut; more are ignored, as the
+// request is only a hint.
+const maxWriteOuts = 1024
 
 // ErrNoSpace is returned when the cache cannot take more data.
 var ErrNoSpace = fmt.Errorf("write-back cache is full: %w", syscall.ENOSPC)
@@ -372,6 +386,52 @@ func (w *WriteFile) Discard(r Range) {
 	w.mu.Unlock()
 	punchHole(w.f, r)
 	w.s.release(held)
+}
+
+// WriteOut writes r to the cache disk and then drops it from the page
+// cache, in the background, one range at a time per store. The bytes stay
+// in the file: reading or rewriting r still works, from the disk. Called
+// for parts already uploaded, so that a large file being written does not
+// hold its whole size in memory until it is closed: fresh page-cache pages
+// are costly, and the server's own files need them.
+func (w *WriteFile) WriteOut(r Range) {
+	if r.Len <= 0 {
+		return
+	}
+	s := w.s
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	if len(s.outQueue) >= maxWriteOuts {
+		return
+	}
+	s.outQueue = append(s.outQueue, writeOut{w, r})
+	if !s.outRunning {
+		s.outRunning = true
+		go s.writeOutLoop()
+	}
+}
+
+func (s *Store) writeOutLoop() {
+	for {
+		s.outMu.Lock()
+		if len(s.outQueue) == 0 {
+			s.outRunning = false
+			s.outMu.Unlock()
+			return
+		}
+		o := s.outQueue[0]
+		s.outQueue[0] = writeOut{}
+		s.outQueue = s.outQueue[1:]
+		s.outMu.Unlock()
+		// Control holds the descriptor open for the call and fails once
+		// the file is closed, so no other file's descriptor is touched.
+		if c, err := o.w.f.SyscallConn(); err == nil {
+			_ = c.Control(func(fd uintptr) { writeOutPages(int(fd), o.r) })
+		}
+		s.outMu.Lock()
+		s.outDone++
+		s.outMu.Unlock()
+	}
 }
 
 // Discarded reports whether any of r was discarded.

@@ -18,9 +18,8 @@ import (
 	"time"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
-
 	cfs "cosmount/fs"
+	"cosmount/internal/testrig"
 	"cosmount/transport"
 )
 
@@ -253,24 +252,15 @@ func TestLargeFileReadTwiceSecondFromCache(t *testing.T) {
 }
 
 // evictedBlocks counts the blockSize blocks of f that are not wholly in the
-// page cache (mincore over a read-only mapping).
+// page cache.
 func evictedBlocks(t *testing.T, f *os.File, size, blockSize int64) int64 {
 	t.Helper()
-	m, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		t.Fatalf("mmap: %v", err)
-	}
-	defer unix.Munmap(m)
-	page := int64(os.Getpagesize())
-	vec := make([]byte, (size+page-1)/page)
-	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
-		t.Fatalf("mincore: %v", errno)
-	}
+	in := testrig.Resident(t, f, size)
+	per := int(blockSize / int64(os.Getpagesize()))
 	var n int64
-	per := blockSize / page
-	for b := int64(0); b*per < int64(len(vec)); b++ {
-		for i := b * per; i < min((b+1)*per, int64(len(vec))); i++ {
-			if vec[i]&1 == 0 {
+	for b := 0; b < len(in); b += per {
+		for _, ok := range in[b:min(b+per, len(in))] {
+			if !ok {
 				n++
 				break
 			}

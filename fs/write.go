@@ -265,21 +265,28 @@ func (n *File) streamParts(ctx context.Context, parts []streamPart) syscall.Errn
 		r := cache.Range{Off: p.off, Len: p.len}
 		num := p.num
 		done := func(err error) {
-			// Once a part is safely uploaded its bytes may leave the cache,
-			// so that a file larger than the cache can still be written
-			// (sequentially). Never with the write-back journal, which
-			// must be able to upload the whole file after a crash, and
-			// never a part rewritten since it was handed over.
-			if err != nil || f.wb != nil || !f.store.Pressure() {
+			if err != nil {
 				return
 			}
-			n.mu.Lock()
-			defer n.mu.Unlock()
-			if ws.st.redo[num] || ws.st.mw != mw {
-				return
+			// Once a part is safely uploaded its bytes may leave the cache
+			// when it is more than half full, so that a file larger than
+			// the cache can still be written (sequentially). Never with
+			// the write-back journal, which must be able to upload the
+			// whole file after a crash, and never a part rewritten since
+			// it was handed over.
+			if f.wb == nil && f.store.Pressure() {
+				n.mu.Lock()
+				if !ws.st.redo[num] && ws.st.mw == mw {
+					ws.discarded = true
+					ws.wf.Discard(r)
+					n.mu.Unlock()
+					return
+				}
+				n.mu.Unlock()
 			}
-			ws.discarded = true
-			ws.wf.Discard(r)
+			// Otherwise they stay in the cache, on its disk rather than
+			// in memory.
+			ws.wf.WriteOut(r)
 		}
 		if err := mw.AddPartNotify(ctx, p.num, ws.wf, p.off, p.len, done); err != nil {
 			n.mu.Lock()

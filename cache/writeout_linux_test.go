@@ -1,0 +1,92 @@
+package cache
+
+import (
+	"bytes"
+	"os"
+	"testing"
+	"time"
+
+	"cosmount/internal/testrig"
+)
+
+// waitWriteOuts waits until the store has worked through n write-outs.
+func waitWriteOuts(t *testing.T, s *Store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.outMu.Lock()
+		done := s.outDone
+		s.outMu.Unlock()
+		if done >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d write-outs done after 10 s", done, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func residentCount(in []bool) (n int) {
+	for _, ok := range in {
+		if ok {
+			n++
+		}
+	}
+	return n
+}
+
+// A range written out leaves the page cache but not the file: it reads back
+// and can be rewritten; the rest of the file stays in memory; a range of a
+// closed file is skipped.
+func TestWriteOutDropsPagesAndKeepsBytes(t *testing.T) {
+	s, err := NewStore(testrig.DiskTempDir(t), 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 4 << 20
+	data := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+	w, _ := s.Create(0)
+	defer w.Remove()
+	if _, err := w.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(w.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pages := size / os.Getpagesize()
+	if n := residentCount(testrig.Resident(t, f, size)); n != pages {
+		t.Fatalf("%d of %d pages in memory after the write", n, pages)
+	}
+	w.WriteOut(Range{0, size / 2})
+	waitWriteOuts(t, s, 1)
+	in := testrig.Resident(t, f, size)
+	if n := residentCount(in[:pages/2]); n != 0 {
+		t.Errorf("%d of %d pages written out are still in memory", n, pages/2)
+	}
+	if n := residentCount(in[pages/2:]); n != pages/2 {
+		t.Errorf("%d of %d pages not written out are in memory", n, pages/2)
+	}
+	got := make([]byte, size)
+	if _, err := w.ReadAt(got, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back after the write-out: %v, equal %v", err, bytes.Equal(got, data))
+	}
+	if _, err := w.WriteAt([]byte("rewritten"), 100); err != nil {
+		t.Fatal(err)
+	}
+	copy(data[100:], "rewritten")
+	if _, err := w.ReadAt(got, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back after a rewrite: %v, equal %v", err, bytes.Equal(got, data))
+	}
+	if s.Used() != size {
+		t.Errorf("store holds %d bytes, want %d: written-out bytes are still in the cache", s.Used(), size)
+	}
+
+	closed, _ := s.Create(0)
+	closed.WriteAt(data, 0)
+	closed.Remove()
+	closed.WriteOut(Range{0, size})
+	waitWriteOuts(t, s, 2)
+}
