@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	cfs "cosmount/fs"
+	"cosmount/internal/testrig"
 	"cosmount/transport"
 )
 
@@ -1012,4 +1013,78 @@ func TestWriteOnlyHandlesBypassThePageCache(t *testing.T) {
 	}
 	defer f.Close()
 	checkPattern(t, f, size)
+}
+
+// Parts already uploaded leave memory while the file is still being written
+// (they are written out to the cache disk and dropped from the page cache),
+// but stay in the cache: a rewrite of the first part and a read of the
+// whole file before close still work, and the object holds every byte.
+func TestUploadedPartsLeaveMemoryButStayInTheCache(t *testing.T) {
+	r := newBucket(t)
+	const part = 5 << 20
+	r.mount(cfs.Options{CacheDir: testrig.DiskTempDir(t), ChunkSize: part})
+	p := filepath.Join(r.mnt, "big")
+	const size = 4 * part
+	data := make([]byte, size)
+	fillPattern(data, 0)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for off := 0; off < size; off += 1 << 20 {
+		if _, err := f.Write(data[off : off+1<<20]); err != nil {
+			t.Fatalf("write at %d: %v", off, err)
+		}
+	}
+	wbs, _ := filepath.Glob(filepath.Join(r.cacheDir, "wb-*"))
+	if len(wbs) != 1 {
+		t.Fatalf("%d write-back files in the cache, want 1", len(wbs))
+	}
+	wb, err := os.Open(wbs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wb.Close()
+	firstPart := part / os.Getpagesize()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		in := 0
+		for _, ok := range testrig.Resident(t, wb, part)[:firstPart] {
+			if ok {
+				in++
+			}
+		}
+		if in == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d pages of the uploaded first part are still in memory after 20 s", in, firstPart)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	copy(data, "the first part, rewritten after its upload")
+	if _, err := f.WriteAt(data[:64], 0); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	got := make([]byte, size)
+	if _, err := io.ReadFull(rd, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("the file read back before close differs from what was written")
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	obj, _ := r.object("big")
+	if !bytes.Equal(obj, data) {
+		t.Fatalf("the object (%d bytes) differs from what was written (%d bytes)", len(obj), len(data))
+	}
+	r.noUploadsLeft()
 }
