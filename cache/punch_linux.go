@@ -18,6 +18,11 @@ func writeOutPages(fd int, r Range) {
 	err := unix.SyncFileRange(fd, r.Off, r.Len,
 		unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
 	if err == nil {
-		_ = unix.Fadvise(fd, r.Off, r.Len, unix.FADV_DONTNEED)
+		dropPages(fd, r)
 	}
+}
+
+// dropPages drops the clean pages of r from the page cache.
+func dropPages(fd int, r Range) {
+	_ = unix.Fadvise(fd, r.Off, r.Len, unix.FADV_DONTNEED)
 }

@@ -39,6 +39,10 @@ type writeOut struct {
 // request is only a hint.
 const maxWriteOuts = 1024
 
+// writeOutAlign is the largest folio the page cache uses for a file (a huge
+// page with 4 KiB pages).
+const writeOutAlign = 2 << 20
+
 // ErrNoSpace is returned when the cache cannot take more data.
 var ErrNoSpace = fmt.Errorf("write-back cache is full: %w", syscall.ENOSPC)
 
@@ -202,12 +206,13 @@ type WriteFile struct {
 	s *Store
 	f *os.File
 
-	mu        sync.Mutex
-	present   rangeSet
-	discarded rangeSet // uploaded, then given back to free the cache
-	charged   int64    // bytes reserved in the store
-	prepaid   int64    // reserved by Prepay, not charged yet
-	closed    bool
+	mu         sync.Mutex
+	present    rangeSet
+	discarded  rangeSet // uploaded, then given back to free the cache
+	writtenOut rangeSet // handed to WriteOut: to stay out of the page cache
+	charged    int64    // bytes reserved in the store
+	prepaid    int64    // reserved by Prepay, not charged yet
+	closed     bool
 }
 
 // SpaceWait is how long a writer waits for uploads to free cache space
@@ -221,10 +226,15 @@ func (s *Store) Create(size int64) (*WriteFile, error) {
 	if err != nil {
 		return nil, mapDiskErr(err)
 	}
-	if err := f.Truncate(size); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, mapDiskErr(err)
+	// A new file is empty already. Truncating it to 0 anyway would cost a
+	// write to disk: ext4 (auto_da_alloc) then flushes the file's data when
+	// it is closed, as it would for a file replaced by truncate-and-write.
+	if size > 0 {
+		if err := f.Truncate(size); err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return nil, mapDiskErr(err)
+		}
 	}
 	return &WriteFile{s: s, f: f}, nil
 }
@@ -351,7 +361,7 @@ func (w *WriteFile) Truncate(oldSize, size int64) error {
 		}
 	}
 	w.mu.Lock()
-	if err := w.f.Truncate(size); err != nil {
+	if err := w.truncateFile(size); err != nil {
 		w.mu.Unlock()
 		return mapDiskErr(err)
 	}
@@ -366,6 +376,17 @@ func (w *WriteFile) Truncate(oldSize, size int64) error {
 	w.mu.Unlock()
 	w.s.release(freed)
 	return nil
+}
+
+// truncateFile sets the size of the file on disk, unless it has that size
+// already: a truncate to 0 of an empty file (an O_TRUNC open of a new file,
+// dd's ftruncate) would make ext4 flush the data written next to disk when
+// the file is closed (auto_da_alloc).
+func (w *WriteFile) truncateFile(size int64) error {
+	if fi, err := w.f.Stat(); err == nil && fi.Size() == size {
+		return nil
+	}
+	return w.f.Truncate(size)
 }
 
 // Discard gives back the space of r, whose bytes are safely elsewhere (an
@@ -398,6 +419,17 @@ func (w *WriteFile) WriteOut(r Range) {
 	if r.Len <= 0 {
 		return
 	}
+	// The page cache drops only whole folios inside the range, and a
+	// folio may be as large as 2 MiB: one across the boundary of two parts
+	// goes with the later part, which starts from the boundary before it.
+	// Pages of the part before that are still being uploaded are read back
+	// from the disk if need be.
+	if lo := r.Off &^ (writeOutAlign - 1); lo < r.Off {
+		r = Range{lo, r.Len + r.Off - lo}
+	}
+	w.mu.Lock()
+	w.writtenOut = w.writtenOut.add(r)
+	w.mu.Unlock()
 	s := w.s
 	s.outMu.Lock()
 	defer s.outMu.Unlock()
@@ -423,10 +455,21 @@ func (s *Store) writeOutLoop() {
 		s.outQueue[0] = writeOut{}
 		s.outQueue = s.outQueue[1:]
 		s.outMu.Unlock()
+		// Pages still referenced elsewhere (a socket buffer of the part's
+		// upload not freed yet) cannot be dropped: every write-out of the
+		// file tries again for all the ranges written out before it.
+		o.w.mu.Lock()
+		again := append(rangeSet(nil), o.w.writtenOut...)
+		o.w.mu.Unlock()
 		// Control holds the descriptor open for the call and fails once
 		// the file is closed, so no other file's descriptor is touched.
 		if c, err := o.w.f.SyscallConn(); err == nil {
-			_ = c.Control(func(fd uintptr) { writeOutPages(int(fd), o.r) })
+			_ = c.Control(func(fd uintptr) {
+				writeOutPages(int(fd), o.r)
+				for _, r := range again {
+					dropPages(int(fd), r)
+				}
+			})
 		}
 		s.outMu.Lock()
 		s.outDone++

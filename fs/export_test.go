@@ -12,3 +12,6 @@ func (f *FS) PurgeReadCache() { f.blocks.Purge() }
 
 // ReadCacheFetching is how many blocks are being fetched.
 func (f *FS) ReadCacheFetching() int { return f.blocks.Fetching() }
+
+// StatusTgid finds the Tgid line of /proc/PID/status text.
+var StatusTgid = statusTgid

@@ -1,11 +1,10 @@
 package fs
 
 import (
+	"bytes"
 	"context"
 	"io"
-	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -702,22 +701,43 @@ func (n *File) uploadAfterRelease() {
 }
 
 // callerTgid is the thread group (process) id of the FUSE request's caller,
-// 0 when unknown.
+// 0 when unknown. The kernel gives the calling thread's id; the process's is
+// the "Tgid:" line near the top of /proc/TID/status, read with three plain
+// system calls, as every create, open and flush asks for it.
 func callerTgid(ctx context.Context) int {
 	c, ok := fuse.FromContext(ctx)
 	if !ok || c.Pid == 0 {
 		return 0
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(int(c.Pid)) + "/status")
+	fd, err := syscall.Open("/proc/"+strconv.Itoa(int(c.Pid))+"/status", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return int(c.Pid)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
-			if t, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-				return t
-			}
-		}
+	var buf [512]byte
+	n, err := syscall.Read(fd, buf[:])
+	syscall.Close(fd)
+	if err != nil || n <= 0 {
+		return int(c.Pid)
+	}
+	if t, ok := statusTgid(buf[:n]); ok {
+		return t
 	}
 	return int(c.Pid)
+}
+
+// statusTgid finds the Tgid line of /proc/PID/status text.
+func statusTgid(b []byte) (int, bool) {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("Tgid:")); ok {
+			t, err := strconv.Atoi(string(bytes.TrimSpace(v)))
+			return t, err == nil
+		}
+	}
+	return 0, false
 }

@@ -1019,12 +1019,14 @@ func TestWriteOnlyHandlesBypassThePageCache(t *testing.T) {
 // (they are written out to the cache disk and dropped from the page cache),
 // but stay in the cache: a rewrite of the first part and a read of the
 // whole file before close still work, and the object holds every byte.
+// The parts after the first give the write-outs of the file more chances to
+// drop pages the kernel still held (socket buffers) at the first one's.
 func TestUploadedPartsLeaveMemoryButStayInTheCache(t *testing.T) {
 	r := newBucket(t)
 	const part = 5 << 20
 	r.mount(cfs.Options{CacheDir: testrig.DiskTempDir(t), ChunkSize: part})
 	p := filepath.Join(r.mnt, "big")
-	const size = 4 * part
+	const size = 8 * part
 	data := make([]byte, size)
 	fillPattern(data, 0)
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
@@ -1087,4 +1089,30 @@ func TestUploadedPartsLeaveMemoryButStayInTheCache(t *testing.T) {
 		t.Fatalf("the object (%d bytes) differs from what was written (%d bytes)", len(obj), len(data))
 	}
 	r.noUploadsLeft()
+}
+
+// The process id of a FUSE caller is read from the top of
+// /proc/TID/status for whichever of its threads made the request.
+func TestStatusTgid(t *testing.T) {
+	tasks, err := filepath.Glob("/proc/self/task/*/status")
+	if err != nil || len(tasks) == 0 {
+		t.Skipf("no /proc/self/task: %v", err)
+	}
+	for _, p := range tasks {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // the thread ended
+		}
+		if tgid, ok := cfs.StatusTgid(b[:min(len(b), 512)]); !ok || tgid != os.Getpid() {
+			t.Errorf("%s: tgid %d, %v; want %d", p, tgid, ok, os.Getpid())
+		}
+	}
+	for _, bad := range []string{"", "Name:\tx\n", "Name:\tTgid: 7\nTgid:\tseven\n", "Name:\tx\nTgi"} {
+		if tgid, ok := cfs.StatusTgid([]byte(bad)); ok {
+			t.Errorf("%q: tgid %d, want none", bad, tgid)
+		}
+	}
+	if tgid, ok := cfs.StatusTgid([]byte("Name:\ta b\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4242\nNgid:\t0\n")); !ok || tgid != 4242 {
+		t.Errorf("tgid %d, %v; want 4242", tgid, ok)
+	}
 }
