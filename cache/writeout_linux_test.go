@@ -27,15 +27,6 @@ func waitWriteOuts(t *testing.T, s *Store, n int) {
 	}
 }
 
-func residentCount(in []bool) (n int) {
-	for _, ok := range in {
-		if ok {
-			n++
-		}
-	}
-	return n
-}
-
 // A range written out leaves the page cache but not the file: it reads back
 // and can be rewritten; the rest of the file stays in memory; a range of a
 // closed file is skipped.
@@ -57,16 +48,16 @@ func TestWriteOutDropsPagesAndKeepsBytes(t *testing.T) {
 	}
 	defer f.Close()
 	pages := size / os.Getpagesize()
-	if n := residentCount(testrig.Resident(t, f, size)); n != pages {
+	if n := testrig.InMemory(testrig.Resident(t, f, size)); n != pages {
 		t.Fatalf("%d of %d pages in memory after the write", n, pages)
 	}
 	w.WriteOut(Range{0, size / 2})
 	waitWriteOuts(t, s, 1)
 	in := testrig.Resident(t, f, size)
-	if n := residentCount(in[:pages/2]); n != 0 {
+	if n := testrig.InMemory(in[:pages/2]); n != 0 {
 		t.Errorf("%d of %d pages written out are still in memory", n, pages/2)
 	}
-	if n := residentCount(in[pages/2:]); n != pages/2 {
+	if n := testrig.InMemory(in[pages/2:]); n != pages/2 {
 		t.Errorf("%d of %d pages not written out are in memory", n, pages/2)
 	}
 	got := make([]byte, size)

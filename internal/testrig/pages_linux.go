@@ -30,6 +30,16 @@ func Resident(t testing.TB, f *os.File, size int64) []bool {
 	return in
 }
 
+// InMemory counts the pages Resident reports in the page cache.
+func InMemory(in []bool) (n int) {
+	for _, ok := range in {
+		if ok {
+			n++
+		}
+	}
+	return n
+}
+
 // DiskTempDir is a temporary folder, removed when the test ends, on a file
 // system whose pages can be written out and dropped: t.TempDir unless that
 // is tmpfs, then one under /var/tmp. The test is skipped when both are.
