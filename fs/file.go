@@ -285,7 +285,6 @@ var (
 
 // Read implements FileReader.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	ctx = uninterrupted(ctx)
 	n := h.node
 	n.mu.Lock()
 	ws := n.ws
@@ -297,7 +296,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	}
 	n.mu.Unlock()
 	if ws != nil {
-		return h.readLocal(ctx, ws.wf, baseKey, base, size, dest, off)
+		return h.readLocal(uninterrupted(ctx), ws.wf, baseKey, base, size, dest, off)
 	}
 	if off >= h.size || len(dest) == 0 {
 		return fuse.ReadResultData(nil), 0
@@ -310,9 +309,12 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		h.fsys.blocks.Fetch(cache.BlockKey{Key: h.key, ETag: h.etag, Index: first}, int(last-first+1), h.size)
 	}
 	seq := h.readahead(off, end, last)
-	res := &blocksResult{refs: make([]cache.Ref, 0, last-first+1), slices: make([][]byte, 0, last-first+1)}
+	res := newBlocksResult()
 	for i := first; i <= last; i++ {
-		r, err := h.block(ctx, i)
+		// A block's fetch runs under the cache's own context; only the
+		// wait for it would see ctx, and a read waits it out (see
+		// uninterrupted).
+		r, err := h.block(context.Background(), i)
 		if err != nil {
 			res.Done()
 			return nil, h.fsys.errno("read", h.key, err)
@@ -339,11 +341,24 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 
 // blocksResult answers a read with slices of cached blocks, pinned until
 // go-fuse has written them to the kernel (Done): no copy, and the cache
-// cannot reuse a buffer that is still being sent.
+// cannot reuse a buffer that is still being sent. Results are pooled: a
+// read of cached blocks allocates nothing of its own.
 type blocksResult struct {
 	refs   []cache.Ref
 	slices [][]byte
+	// Room for the blocks of a read of up to MaxRead (1 MiB) in 256 KiB
+	// blocks, unaligned; larger blocks need fewer, and more grow the slices.
+	refsBuf   [5]cache.Ref
+	slicesBuf [5][]byte
 }
+
+var blocksResults = sync.Pool{New: func() any {
+	r := new(blocksResult)
+	r.refs, r.slices = r.refsBuf[:0], r.slicesBuf[:0]
+	return r
+}}
+
+func newBlocksResult() *blocksResult { return blocksResults.Get().(*blocksResult) }
 
 func (r *blocksResult) Size() int {
 	n := 0
@@ -364,11 +379,16 @@ func (r *blocksResult) Bytes(buf []byte) ([]byte, fuse.Status) {
 	return buf, fuse.OK
 }
 
+// Done releases the blocks and returns the result to the pool; go-fuse
+// calls it once, after the reply is written, and forgets the result.
 func (r *blocksResult) Done() {
-	for _, ref := range r.refs {
+	for i, ref := range r.refs {
 		ref.Release()
+		r.refs[i] = cache.Ref{}
 	}
-	r.refs = nil
+	clear(r.slices)
+	r.refs, r.slices = r.refs[:0], r.slices[:0]
+	blocksResults.Put(r)
 }
 
 // readLocal reads a file being written from its local copy, fetching what
