@@ -81,3 +81,63 @@ func TestWriteOutDropsPagesAndKeepsBytes(t *testing.T) {
 	closed.WriteOut(Range{0, size})
 	waitWriteOuts(t, s, 2)
 }
+
+// A write-out starts at the 2 MiB boundary at or before its range (a
+// folio across the boundary of two parts goes with the later one), and
+// each write-out drops again the pages of the ranges written out before
+// it, here read back into memory in between.
+func TestWriteOutAlignsAndDropsEarlierRangesAgain(t *testing.T) {
+	s, err := NewStore(testrig.DiskTempDir(t), 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 8 << 20
+	const mib = 1 << 20
+	w, _ := s.Create(0)
+	defer w.Remove()
+	if _, err := w.WriteAt(bytes.Repeat([]byte("x"), size), 0); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(w.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	page := int64(os.Getpagesize())
+	inMemory := func(from, to int64) int {
+		return testrig.InMemory(testrig.Resident(t, f, size)[from/page : to/page])
+	}
+
+	// 3–4 MiB: the write-out runs from 2 MiB.
+	w.WriteOut(Range{3 * mib, mib})
+	waitWriteOuts(t, s, 1)
+	if n := inMemory(0, 2*mib); n != int(2*mib/page) {
+		t.Errorf("%d of %d pages before the 2 MiB boundary are in memory", n, 2*mib/page)
+	}
+	if n := inMemory(2*mib, 4*mib); n != 0 {
+		t.Errorf("%d pages from the 2 MiB boundary to the range's end are still in memory", n)
+	}
+	if n := inMemory(4*mib, size); n != int((size-4*mib)/page) {
+		t.Errorf("%d of %d pages after the range are in memory", n, (size-4*mib)/page)
+	}
+
+	// Read 2–4 MiB back, then write out 7–8 MiB (from 6 MiB): both leave
+	// memory.
+	if _, err := w.ReadAt(make([]byte, 2*mib), 2*mib); err != nil {
+		t.Fatal(err)
+	}
+	if n := inMemory(2*mib, 4*mib); n == 0 {
+		t.Fatal("the range read back is not in memory; the test shows nothing")
+	}
+	w.WriteOut(Range{7 * mib, mib})
+	waitWriteOuts(t, s, 2)
+	if n := inMemory(2*mib, 4*mib); n != 0 {
+		t.Errorf("%d pages of the range written out before are in memory after the next write-out", n)
+	}
+	if n := inMemory(6*mib, size); n != 0 {
+		t.Errorf("%d pages from the 2 MiB boundary to the range's end are in memory", n)
+	}
+	if n := inMemory(4*mib, 6*mib); n != int(2*mib/page) {
+		t.Errorf("%d of %d pages between the ranges are in memory", n, 2*mib/page)
+	}
+}
