@@ -3,6 +3,7 @@ package fs
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"strconv"
 	"sync"
@@ -291,12 +292,13 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	var size int64
 	var base objMeta
 	var baseKey string
+	var baseEnd int64
 	if ws != nil {
-		size, base, baseKey = ws.size, ws.base, ws.baseKey
+		size, base, baseKey, baseEnd = ws.size, ws.base, ws.baseKey, ws.baseEnd
 	}
 	n.mu.Unlock()
 	if ws != nil {
-		return h.readLocal(uninterrupted(ctx), ws.wf, baseKey, base, size, dest, off)
+		return h.readLocal(uninterrupted(ctx), ws.wf, baseKey, base, baseEnd, size, dest, off)
 	}
 	if off >= h.size || len(dest) == 0 {
 		return fuse.ReadResultData(nil), 0
@@ -320,6 +322,13 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 			return nil, h.fsys.errno("read", h.key, err)
 		}
 		b := r.Data()
+		if want := min(bs, h.size-i*bs); int64(len(b)) != want {
+			// Never answer with a block of another length: the bytes
+			// after it would land at the wrong offsets.
+			r.Release()
+			res.Done()
+			return nil, h.fsys.errno("read", h.key, fmt.Errorf("block %d of the object has %d bytes, want %d", i, len(b), want))
+		}
 		lo := max(off-i*bs, 0)
 		hi := min(end-i*bs, int64(len(b)))
 		res.refs = append(res.refs, r)
@@ -393,12 +402,12 @@ func (r *blocksResult) Done() {
 
 // readLocal reads a file being written from its local copy, fetching what
 // it lacks from the object it started from.
-func (h *handle) readLocal(ctx context.Context, wf *cache.WriteFile, baseKey string, base objMeta, size int64, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+func (h *handle) readLocal(ctx context.Context, wf *cache.WriteFile, baseKey string, base objMeta, baseEnd, size int64, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	if off >= size {
 		return fuse.ReadResultData(nil), 0
 	}
 	end := min(off+int64(len(dest)), size)
-	if err := h.fsys.fillFromBase(ctx, baseKey, wf, base, cache.Range{Off: off, Len: end - off}); err != nil {
+	if err := h.fsys.fillFromBase(ctx, baseKey, wf, base, baseEnd, cache.Range{Off: off, Len: end - off}); err != nil {
 		return nil, h.fsys.errno("read", baseKey, err)
 	}
 	k, err := wf.ReadAt(dest[:end-off], off)

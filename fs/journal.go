@@ -35,8 +35,11 @@ type journalEntry struct {
 	Meta     map[string]string `json:"meta"`
 	BaseETag string            `json:"base_etag,omitempty"`
 	BaseKey  string            `json:"base_key,omitempty"`
-	BaseSize int64             `json:"base_size,omitempty"`
-	Present  []cache.Range     `json:"present,omitempty"`
+	BaseSize int64             `json:"base_size,omitempty"` // the bytes of the base that count
+	// BaseObjectSize is the base object's own size, which its blocks are
+	// fetched by; larger than BaseSize after a truncate.
+	BaseObjectSize int64         `json:"base_object_size,omitempty"`
+	Present        []cache.Range `json:"present,omitempty"`
 }
 
 // writeBack schedules the uploads of closed files after the delay.
@@ -157,7 +160,7 @@ func (n *File) commit() syscall.Errno {
 func (n *File) _journalEntry(key string) *journalEntry {
 	ws := n.ws
 	return &journalEntry{ID: ws.journalID, Key: key, Cache: filepath.Base(ws.wf.Name()), Size: ws.size,
-		Meta: n.fsys.uploadMeta(n.meta), BaseETag: ws.base.etag, BaseKey: ws.baseKey, BaseSize: ws.base.size, Present: ws.wf.Present()}
+		Meta: n.fsys.uploadMeta(n.meta), BaseETag: ws.base.etag, BaseKey: ws.baseKey, BaseSize: ws.baseEnd, BaseObjectSize: ws.base.size, Present: ws.wf.Present()}
 }
 
 // rejournal rewrites a pending file's entry after a rename (to key) or an
@@ -335,7 +338,11 @@ func (wb *writeBack) replay(ctx context.Context, e *journalEntry) error {
 		wf.Close()
 		return err
 	default:
-		ws := &writeState{wf: wf, base: objMeta{etag: e.BaseETag, size: e.BaseSize}, baseKey: e.BaseKey, size: e.Size, dirty: true}
+		baseSize := e.BaseObjectSize
+		if baseSize == 0 {
+			baseSize = e.BaseSize // an entry from before BaseObjectSize
+		}
+		ws := &writeState{wf: wf, base: objMeta{etag: e.BaseETag, size: baseSize}, baseEnd: e.BaseSize, baseKey: e.BaseKey, size: e.Size, dirty: true}
 		if ws.baseKey == "" {
 			ws.baseKey = e.Key
 		}
@@ -344,7 +351,7 @@ func (wb *writeBack) replay(ctx context.Context, e *journalEntry) error {
 			meta[k] = v
 		}
 		meta[metaJournalID] = e.ID
-		if _, err := f.upload(ctx, e.Key, ws.baseKey, ws.wf, ws.base, stream{}, e.Size, meta); err != nil {
+		if _, err := f.upload(ctx, e.Key, ws.baseKey, ws.wf, ws.base, ws.baseEnd, stream{}, e.Size, meta); err != nil {
 			wf.Close()
 			return err
 		}

@@ -23,6 +23,11 @@ type writeState struct {
 	// base, untouched ranges are zeros.
 	base    objMeta
 	baseKey string // where base lives (the file's key, until a rename moves it)
+	// baseEnd: the bytes of base that still count, from 0; base.size
+	// lowered by a truncate below it (past baseEnd the copy reads as
+	// zeros). base.size stays the object's size: blocks of base are
+	// fetched and cached by it.
+	baseEnd int64
 	size    int64
 	dirty   bool
 	gen     uint64 // bumped by every change, to tell an upload raced a write
@@ -74,7 +79,7 @@ func (f *FS) newWriteState(base objMeta, size int64) (*writeState, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &writeState{wf: wf, base: base, size: size, st: stream{ok: base.etag == "" && size == 0, nextPart: 1}}, nil
+	return &writeState{wf: wf, base: base, baseEnd: base.size, size: size, st: stream{ok: base.etag == "" && size == 0, nextPart: 1}}, nil
 }
 
 // startWrite makes sure n has a local copy; trunc starts it empty.
@@ -109,9 +114,9 @@ func (n *File) _truncate(size int64) error {
 	if err := ws.wf.Truncate(ws.size, size); err != nil {
 		return err
 	}
-	if size < ws.base.size && ws.base.etag != "" {
+	if size < ws.baseEnd && ws.base.etag != "" {
 		// Bytes past the new end must not come back from the base.
-		ws.base.size = size
+		ws.baseEnd = size
 	}
 	ws.size = size
 	ws.dirty = true
@@ -149,7 +154,7 @@ func (h *handle) write(ctx context.Context, data []byte, off int64) (uint32, sys
 	}
 	if ws.base.etag != "" && off > ws.size {
 		// The gap between the old end and off reads as zeros.
-		ws.base.size = min(ws.base.size, ws.size)
+		ws.baseEnd = min(ws.baseEnd, ws.size)
 	}
 	n.mu.Unlock()
 	w, err := ws.wf.WriteAt(data, off)
@@ -328,7 +333,7 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 		n.mu.Unlock()
 		return 0
 	}
-	gen, size, base, baseKey := ws.gen, ws.size, ws.base, ws.baseKey
+	gen, size, base, baseKey, baseEnd := ws.gen, ws.size, ws.base, ws.baseKey, ws.baseEnd
 	st := ws._detachStream()
 	meta := n.fsys.uploadMeta(n.meta)
 	if !ws.mtimeSet && st.mw != nil {
@@ -348,7 +353,7 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 		_ = st.mw.Abort(ctx)
 		st = stream{}
 	}
-	etag, err := n.fsys.upload(ctx, key, baseKey, ws.wf, base, st, size, meta)
+	etag, err := n.fsys.upload(ctx, key, baseKey, ws.wf, base, baseEnd, st, size, meta)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err != nil {
@@ -366,7 +371,7 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 	n.meta.size = size
 	n.meta.fromListing = false
 	n.metaDirty = false // they went up with the data
-	ws.base, ws.baseKey = n.meta, key
+	ws.base, ws.baseKey, ws.baseEnd = n.meta, key, n.meta.size
 	n.openETag = etag
 	if ws.gen == gen {
 		ws.dirty = false
@@ -408,7 +413,7 @@ func pad9(ns int) string {
 // the file was written sequentially, one PUT below SliceSize, else a
 // multipart upload whose untouched ranges are copied from the base object
 // by the server.
-func (f *FS) upload(ctx context.Context, key, baseKey string, wf *cache.WriteFile, base objMeta, st stream, size int64, meta map[string]string) (string, error) {
+func (f *FS) upload(ctx context.Context, key, baseKey string, wf *cache.WriteFile, base objMeta, baseEnd int64, st stream, size int64, meta map[string]string) (string, error) {
 	if st.mw != nil {
 		if st.ok && st.seqEnd == size {
 			etag, err := f.finishStream(ctx, wf, st, size, meta)
@@ -421,7 +426,7 @@ func (f *FS) upload(ctx context.Context, key, baseKey string, wf *cache.WriteFil
 		}
 	}
 	if size <= f.opt.SliceSize {
-		if err := f.fillFromBase(ctx, baseKey, wf, base, cache.Range{Off: 0, Len: size}); err != nil {
+		if err := f.fillFromBase(ctx, baseKey, wf, base, baseEnd, cache.Range{Off: 0, Len: size}); err != nil {
 			return "", err
 		}
 		out, err := f.bucket.Put(ctx, &transport.PutInput{Key: key, Body: io.NewSectionReader(wf, 0, size), Size: size, Metadata: meta})
@@ -442,10 +447,10 @@ func (f *FS) upload(ctx context.Context, key, baseKey string, wf *cache.WriteFil
 		r := cache.Range{Off: off, Len: min(ps, size-off)}
 		missing := wf.Missing(r)
 		untouched := len(missing) == 1 && missing[0] == r
-		if base.etag != "" && untouched && r.End() <= base.size {
+		if base.etag != "" && untouched && r.End() <= baseEnd {
 			err = mw.AddCopyPart(ctx, num, baseKey, base.etag, r.Off, r.Len)
 		} else {
-			if err = f.fillFromBase(ctx, baseKey, wf, base, r); err == nil {
+			if err = f.fillFromBase(ctx, baseKey, wf, base, baseEnd, r); err == nil {
 				err = mw.AddPart(ctx, num, wf, r.Off, r.Len)
 			}
 		}
@@ -518,15 +523,17 @@ func sameMeta(a, b map[string]string) bool {
 }
 
 // fillFromBase fetches into the local copy the parts of r it lacks that the
-// base object (at key) holds; past the base's end they stay zeros.
-func (f *FS) fillFromBase(ctx context.Context, key string, wf *cache.WriteFile, base objMeta, r cache.Range) error {
+// base object (at key) holds up to baseEnd; past it they stay zeros. Blocks
+// are fetched and cached as blocks of the whole object (base.size), which
+// other readers of it share.
+func (f *FS) fillFromBase(ctx context.Context, key string, wf *cache.WriteFile, base objMeta, baseEnd int64, r cache.Range) error {
 	if base.etag == "" {
 		return nil
 	}
 	bs := f.blocks.BlockSize()
 	run := int64(f.opt.ReadaheadRun)
 	for _, m := range wf.Missing(r) {
-		end := min(m.End(), base.size)
+		end := min(m.End(), baseEnd, base.size)
 		// Ask for the range in runs of blocks, one request each.
 		for i := m.Off / bs; i*bs < end; i += run {
 			n := min(run, (end-1)/bs-i+1)

@@ -159,6 +159,46 @@ func TestOverwriteAppendTruncate(t *testing.T) {
 	r.noUploadsLeft()
 }
 
+// A file cut short and then read through its local copy fetches the bytes
+// it still has from the object it started from; the blocks go into the
+// read cache whole, as blocks of that object, which other readers of the
+// object share (a block cached at its cut length would hand them a hole).
+func TestTruncatedCopyCachesWholeBlocksOfItsBase(t *testing.T) {
+	r := newBucket(t)
+	data := make([]byte, 1<<20)
+	fillPattern(data, 0)
+	r.put("a", data, nil)
+	r.mount(cfs.Options{BlockSize: 256 << 10})
+	info, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(r.mnt, "a"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const cut = 100 << 10
+	if err := f.Truncate(cut); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, cut)
+	if _, err := f.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data[:cut]) {
+		t.Fatal("the truncated file reads other bytes than the object's first ones")
+	}
+	if n := r.fsys.CachedBlockLen("a", info.ETag, 0); n != 256<<10 {
+		t.Errorf("block 0 of the object is cached with %d bytes, want 256 KiB (-1: not cached)", n)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if obj, _ := r.object("a"); !bytes.Equal(obj, data[:cut]) {
+		t.Errorf("object after close: %d bytes, want the first %d of the old one", len(obj), cut)
+	}
+}
+
 func TestNamespaceOperations(t *testing.T) {
 	r := newBucket(t)
 	r.mount(cfs.Options{})
