@@ -485,8 +485,11 @@ func (n *File) release() {
 			go n.uploadAfterRelease()
 			return
 		}
-		n.fsys.log.Warn("file not uploaded; its data stays in the cache until the next successful close",
-			"key", n.key(), "cache_file", n.ws.wf.Name(), "err", n.ws.lastErr)
+		msg := "file not uploaded; its data stays in the cache until the next successful close"
+		if n.ws.st.mw != nil && n.ws.discarded {
+			msg = "file not uploaded; its data stays in the cache and in its open multipart upload until the next successful close"
+		}
+		n.fsys.log.Warn(msg, "key", n.key(), "cache_file", n.ws.wf.Name(), "err", n.ws.lastErr)
 		return
 	}
 	if n.ws.st.mw != nil {

@@ -340,6 +340,11 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbed
 		}
 	}
 	if srcMeta.dir {
+		if ch := d.GetChild(name); ch != nil {
+			if errno := holdStreamsBelow(ch); errno != 0 {
+				return errno
+			}
+		}
 		errno := f.renameDir(ctx, src+"/", dst+"/")
 		if errno == 0 {
 			if ch := d.GetChild(name); ch != nil {
@@ -463,6 +468,36 @@ func rejournalTree(dir *gofs.Inode, prefix string) {
 			rejournalTree(ch, prefix+name+"/")
 		}
 	}
+}
+
+// holdStreamsBelow readies the files being written under dir for dir's
+// rename. A file whose streamed parts left the cache refuses it, as its own
+// rename does (EBUSY): those parts are in an upload under the old name. The
+// streamed uploads of the others are dropped, under the same lock that
+// would let a part leave the cache, and the files are uploaded whole under
+// their new names when closed.
+func holdStreamsBelow(dir *gofs.Inode) syscall.Errno {
+	for _, ch := range dir.Children() {
+		switch n := ch.Operations().(type) {
+		case *File:
+			n.mu.Lock()
+			ws := n.ws
+			if ws != nil && ws.dirty && ws.discarded {
+				n.mu.Unlock()
+				return syscall.EBUSY
+			}
+			if ws != nil && ws.st.mw != nil {
+				n.fsys.abortLater(ws._detachStream().mw)
+				ws.st.ok = false
+			}
+			n.mu.Unlock()
+		case *Dir:
+			if errno := holdStreamsBelow(ch); errno != 0 {
+				return errno
+			}
+		}
+	}
+	return 0
 }
 
 func (d *Dir) childFile(name string) *File {

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"io"
 	"strconv"
 	"syscall"
@@ -255,6 +256,12 @@ func (n *File) streamParts(ctx context.Context, parts []streamPart) syscall.Errn
 			f.log.Debug("starting a streaming upload failed; uploading at close", "key", key, "err", err)
 			return 0
 		}
+		if f.wb == nil {
+			// Its parts may leave the cache once uploaded (see done
+			// below): from then on this upload holds their only copy, so
+			// a failure must leave it open for the next try.
+			mw.KeepOnFailure()
+		}
 		n.mu.Lock()
 		if ws.st.mw != nil || !ws.st.ok {
 			// Another write started one first, or a flush took the stream.
@@ -356,8 +363,18 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 	etag, err := n.fsys.upload(ctx, key, baseKey, ws.wf, base, baseEnd, st, size, meta)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if err != nil {
+	var metaErr metaNotApplied
+	if err != nil && !errors.As(err, &metaErr) {
 		ws.lastErr = err
+		if errors.As(err, new(streamKept)) {
+			// Parts of the file are only in the streamed upload: the
+			// next flush finishes it.
+			if ws.st.mw == nil {
+				ws.st = st
+			} else {
+				n.fsys.log.Error("streamed upload left behind by a newer one", "key", key, "upload_id", st.mw.UploadID())
+			}
+		}
 		return n.fsys.errno("upload", key, err)
 	}
 	ws.lastErr = nil
@@ -377,6 +394,11 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 		ws.dirty = false
 	}
 	n.fsys.stats.put(key, n.meta, true, n.fsys.opt.StatTTL)
+	if metaErr.error != nil {
+		// The data is up; its attributes go with the next metadata flush.
+		n.metaDirty = true
+		return n.fsys.errno("upload", key, err)
+	}
 	return 0
 }
 
@@ -415,15 +437,23 @@ func pad9(ns int) string {
 // by the server.
 func (f *FS) upload(ctx context.Context, key, baseKey string, wf *cache.WriteFile, base objMeta, baseEnd int64, st stream, size int64, meta map[string]string) (string, error) {
 	if st.mw != nil {
+		var err error
 		if st.ok && st.seqEnd == size {
-			etag, err := f.finishStream(ctx, wf, st, size, meta)
-			if err == nil {
-				return etag, nil
+			var etag string
+			if etag, err = f.finishStream(ctx, wf, st, size, meta); err == nil || errors.As(err, new(metaNotApplied)) {
+				return etag, err
 			}
-			f.log.Debug("finishing the streamed upload failed; uploading again", "key", key, "err", err)
 		} else {
-			_ = st.mw.Abort(ctx)
+			err = errors.New("the file was not written in one sequential pass")
 		}
+		if wf.Discarded(cache.Range{Off: 0, Len: size}) {
+			// Uploaded parts left the cache: the streamed upload holds
+			// their only copy. It stays open, to be finished by the next
+			// flush.
+			return "", streamKept{err}
+		}
+		f.log.Debug("finishing the streamed upload failed; uploading again", "key", key, "err", err)
+		_ = st.mw.Abort(ctx)
 	}
 	if size <= f.opt.SliceSize {
 		if err := f.fillFromBase(ctx, baseKey, wf, base, baseEnd, cache.Range{Off: 0, Len: size}); err != nil {
@@ -467,28 +497,55 @@ func (f *FS) upload(ctx context.Context, key, baseKey string, wf *cache.WriteFil
 	return out.ETag, nil
 }
 
-// finishStream sends the tail and the rewritten parts of a streamed upload
-// and completes it. The metadata goes with Complete's Initiate, which
-// happened before the file was closed: a metadata change since then is
-// applied by a self-copy afterwards.
+// streamKept is an upload's failure that left the file's streamed upload
+// open: it holds parts no longer in the cache.
+type streamKept struct{ error }
+
+func (e streamKept) Unwrap() error { return e.error }
+
+// finishStream sends the tail and the rewritten parts of a streamed upload,
+// and again the parts whose upload failed, and completes it. The metadata
+// goes with Complete's Initiate, which happened before the file was closed:
+// a metadata change since then is applied by a self-copy afterwards. On
+// failure the upload is left as it is; the caller aborts it or keeps it.
+// It may be called again on the same stream after a failure.
 func (f *FS) finishStream(ctx context.Context, wf *cache.WriteFile, st stream, size int64, meta map[string]string) (string, error) {
 	mw := st.mw
+	// Where each part lies in the file, to send it again.
+	parts := map[int]cache.Range{}
+	for i, pe := range st.partEnds {
+		start := int64(0)
+		if i > 0 {
+			start = st.partEnds[i-1]
+		}
+		parts[i+1] = cache.Range{Off: start, Len: pe - start}
+	}
+	send := func(num int) error {
+		r := parts[num]
+		return mw.AddPart(ctx, num, wf, r.Off, r.Len)
+	}
 	num, off := st.nextPart, st.nextOff
 	for off < size {
 		ps := min(transport.GrowingPartSize(f.opt.ChunkSize, num), size-off)
-		if err := mw.AddPart(ctx, num, wf, off, ps); err != nil {
-			_ = mw.Abort(ctx)
+		parts[num] = cache.Range{Off: off, Len: ps}
+		if err := send(num); err != nil {
 			return "", err
 		}
 		num, off = num+1, off+ps
 	}
 	for p := range st.redo {
-		start := int64(0)
-		if p > 1 {
-			start = st.partEnds[p-2]
+		if err := send(p); err != nil {
+			return "", err
 		}
-		if err := mw.AddPart(ctx, p, wf, start, st.partEnds[p-1]-start); err != nil {
-			_ = mw.Abort(ctx)
+	}
+	// A part whose upload failed (its retries spent) goes once more, from
+	// the cache, which keeps every part not safely uploaded.
+	failed, err := mw.FailedParts(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range failed {
+		if err := send(p); err != nil {
 			return "", err
 		}
 	}
@@ -505,10 +562,17 @@ func (f *FS) finishStream(ctx context.Context, wf *cache.WriteFile, st stream, s
 	cp, err := f.copier.Copy(ctx, &transport.CopyObjectInput{SrcKey: key, DstKey: key, SrcSize: size,
 		SrcETag: out.ETag, ReplaceMetadata: true, Metadata: meta})
 	if err != nil {
-		return "", err
+		return out.ETag, metaNotApplied{err}
 	}
 	return cp.ETag, nil
 }
+
+// metaNotApplied is the failure of the self-copy that sets a streamed
+// file's attributes after its upload completed: the data is in the
+// bucket, its attributes wait for the next metadata flush.
+type metaNotApplied struct{ error }
+
+func (e metaNotApplied) Unwrap() error { return e.error }
 
 func sameMeta(a, b map[string]string) bool {
 	if len(a) != len(b) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/posixtest"
 	"golang.org/x/sys/unix"
 
+	"cosmount/auth"
 	cfs "cosmount/fs"
 	"cosmount/internal/testrig"
 	"cosmount/transport"
@@ -448,6 +450,90 @@ func TestFileLargerThanTheCache(t *testing.T) {
 	r.noUploadsLeft()
 }
 
+// refusingCompletes answers CompleteMultipartUpload requests with 403
+// AccessDenied while refuse is set, and passes everything else on.
+type refusingCompletes struct {
+	next    http.RoundTripper
+	refuse  atomic.Bool
+	refused atomic.Int64
+}
+
+func (rt *refusingCompletes) RoundTrip(req *http.Request) (*http.Response, error) {
+	q := req.URL.Query()
+	if req.Method == http.MethodPost && q.Has("uploadId") && rt.refuse.Load() {
+		rt.refused.Add(1)
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		body := "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>refused by the test</Message></Error>"
+		return &http.Response{StatusCode: http.StatusForbidden, Status: "403 Forbidden", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header: http.Header{"Content-Type": {"application/xml"}}, Body: io.NopCloser(strings.NewReader(body)),
+			ContentLength: int64(len(body)), Request: req}, nil
+	}
+	return rt.next.RoundTrip(req)
+}
+
+// A file larger than the cache streams up and its uploaded parts leave the
+// cache. When its upload then fails to complete, close reports it and the
+// streamed upload, which holds the only copy of those parts, stays open:
+// the next close completes it and the object has every byte.
+func TestStreamedFileLargerThanTheCacheSurvivesAFailedComplete(t *testing.T) {
+	r := newBucket(t)
+	srv := testrig.Get(t)
+	tr := transport.DefaultTransport()
+	t.Cleanup(tr.CloseIdleConnections)
+	rt := &refusingCompletes{next: tr}
+	c, err := transport.New(transport.Config{
+		Flavor:      transport.FlavorS3,
+		Endpoint:    srv.Endpoint,
+		Bucket:      r.bucketName,
+		Region:      srv.Region,
+		PathStyle:   true,
+		Credentials: auth.NewStatic(auth.Credentials{SecretID: srv.AccessKey, SecretKey: srv.SecretKey}),
+		HTTPClient:  &http.Client{Transport: rt},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.client, r.counter = c, &countingBucket{Bucket: c}
+	r.mount(cfs.Options{CacheSize: 32 << 20})
+	const size = 96 << 20
+	p := filepath.Join(r.mnt, "big")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		fillPattern(buf, off)
+		if _, err := f.Write(buf); err != nil {
+			t.Fatalf("write at %d: %v", off, err)
+		}
+	}
+	rt.refuse.Store(true)
+	if err := f.Close(); !errors.Is(err, syscall.EACCES) {
+		t.Fatalf("close with Complete refused: %v, want EACCES", err)
+	}
+	if rt.refused.Load() == 0 {
+		t.Fatal("no Complete was sent")
+	}
+	rt.refuse.Store(false)
+	f, err = os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close once Completes go through: %v", err)
+	}
+	out, err := r.client.Get(context.Background(), &transport.GetInput{Key: "big", Length: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Body.Close()
+	checkPattern(t, out.Body, size)
+	r.noUploadsLeft()
+}
+
 func TestFullCacheDiskGivesENOSPCAndNoCorruptObject(t *testing.T) {
 	r := newBucket(t)
 	cacheDir := t.TempDir()
@@ -688,6 +774,44 @@ func TestRenameDirectoryWhileAFileInItStreams(t *testing.T) {
 	}
 	if _, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "d/big"}); !errors.Is(err, transport.ErrNotFound) {
 		t.Errorf("d/big exists after the directory was renamed: %v", err)
+	}
+	r.noUploadsLeft()
+}
+
+// A directory holding a file whose streamed parts left the cache is not
+// renamed while the file is being written (as the file itself is not): the
+// parts are in an upload under the old name.
+func TestRenameDirectoryRefusedWhileAFileInItOutgrowsTheCache(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{CacheSize: 32 << 20})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	os.Mkdir(m("d"), 0o755)
+	w, err := os.Create(m("d/big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 64 << 20
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		fillPattern(buf, off)
+		if _, err := w.Write(buf); err != nil {
+			t.Fatalf("write at %d: %v", off, err)
+		}
+	}
+	if err := os.Rename(m("d"), m("e")); !errors.Is(err, syscall.EBUSY) {
+		t.Errorf("rename of the directory: %v, want EBUSY", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := r.client.Get(context.Background(), &transport.GetInput{Key: "d/big", Length: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Body.Close()
+	checkPattern(t, out.Body, size)
+	if err := os.Rename(m("d"), m("e")); err != nil {
+		t.Errorf("rename once the file is closed: %v", err)
 	}
 	r.noUploadsLeft()
 }

@@ -33,6 +33,9 @@ type fakeBucket struct {
 	putHook   func(in *PutInput) error            // nil: none
 	copyHook  func(in *UploadPartCopyInput) error // nil: none
 	abortErr  error                               // AbortMultipart fails with it
+	// failComplete, when set, is asked first by CompleteMultipart: an
+	// error fails the call.
+	failComplete func() error
 
 	// gate, when set, holds part calls as they start until that many are
 	// running at once; then it opens for good. It makes a test's reaching
@@ -273,6 +276,11 @@ func (f *fakeBucket) CompleteMultipart(ctx context.Context, in *CompleteInput) (
 	f.count("Complete")
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.failComplete != nil {
+		if err := f.failComplete(); err != nil {
+			return nil, err
+		}
+	}
 	up := f.uploads[in.UploadID]
 	if up == nil || up.key != in.Key {
 		return nil, notFound("Complete", in.Key)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 )
@@ -23,7 +24,8 @@ type writerConfig struct {
 // any order, each uploaded in the background with at most the parallel limit
 // in flight; Complete waits for them and completes the upload, Abort drops
 // it. Any failure ends the writer: Complete then aborts the upload and
-// returns the first error. Safe for concurrent use.
+// returns the first error, unless KeepOnFailure was called. Safe for
+// concurrent use.
 type MultipartWriter struct {
 	api           multipartAPI
 	key, uploadID string
@@ -40,6 +42,7 @@ type MultipartWriter struct {
 	err    error // first failure
 	state  writerState
 	expect int64 // total size checked by Complete; -1: none
+	keep   bool  // KeepOnFailure: failures leave the upload open
 	onEnd  func()
 	ended  sync.Once
 }
@@ -57,6 +60,7 @@ type partState struct {
 	size int64
 	part Part
 	ok   bool
+	err  error         // why this upload of the part failed
 	done chan struct{} // closed when this upload of the part has ended
 }
 
@@ -89,6 +93,35 @@ func (mw *MultipartWriter) end() {
 	if fn != nil {
 		mw.ended.Do(fn)
 	}
+}
+
+// KeepOnFailure makes failures leave the upload open, for an upload whose
+// parts exist nowhere else once sent: a part whose upload fails (after its
+// retries) is noted (FailedParts) without stopping the others and may be
+// added again, and a Complete that fails leaves the writer open, to be
+// completed later. Only Abort drops the upload then.
+func (mw *MultipartWriter) KeepOnFailure() {
+	mw.mu.Lock()
+	mw.keep = true
+	mw.mu.Unlock()
+}
+
+// FailedParts waits for the parts in flight (or for ctx) and returns the
+// numbers of those whose latest upload failed.
+func (mw *MultipartWriter) FailedParts(ctx context.Context) ([]int, error) {
+	if err := mw.wait(ctx); err != nil {
+		return nil, err
+	}
+	mw.mu.Lock()
+	defer mw.mu.Unlock()
+	var nums []int
+	for num, ps := range mw.parts {
+		if !ps.ok && ps.err != nil {
+			nums = append(nums, num)
+		}
+	}
+	slices.Sort(nums)
+	return nums, nil
 }
 
 // ExpectSize makes Complete refuse to complete unless the parts add up to
@@ -230,6 +263,10 @@ func (mw *MultipartWriter) launch(num int, size int64, send func(context.Context
 		mw.mu.Lock()
 		defer mw.mu.Unlock()
 		if err != nil {
+			ps.err = err
+			if mw.keep {
+				return
+			}
 			if mw.err == nil {
 				mw.err = fmt.Errorf("transport: %q part %d: %w", mw.key, num, err)
 			}
@@ -278,7 +315,8 @@ func (mw *MultipartWriter) wait(ctx context.Context) error {
 // Complete waits for the parts, checks them — every one succeeded, numbered
 // 1..n without gaps, all but the last at least the minimum part size, their
 // sizes adding up to ExpectSize's — and completes the upload. On any failure
-// (ctx included) the upload is aborted and the first error returned.
+// (ctx included) the upload is aborted and the first error returned; with
+// KeepOnFailure the writer is left open instead.
 func (mw *MultipartWriter) Complete(ctx context.Context) (*PutOutput, error) {
 	mw.mu.Lock()
 	if mw.state != writerOpen {
@@ -288,15 +326,15 @@ func (mw *MultipartWriter) Complete(ctx context.Context) (*PutOutput, error) {
 	mw.state = writerCompleting
 	mw.mu.Unlock()
 	if err := mw.wait(ctx); err != nil {
-		return nil, mw.fail(ctx, err)
+		return nil, mw.completeFailed(ctx, err)
 	}
 	parts, err := mw.checkedParts()
 	if err != nil {
-		return nil, mw.fail(ctx, err)
+		return nil, mw.completeFailed(ctx, err)
 	}
 	out, err := mw.api.CompleteMultipart(ctx, &CompleteInput{Key: mw.key, UploadID: mw.uploadID, Parts: parts})
 	if err != nil {
-		return nil, mw.fail(ctx, err)
+		return nil, mw.completeFailed(ctx, err)
 	}
 	mw.mu.Lock()
 	mw.state = writerDone
@@ -322,6 +360,8 @@ func (mw *MultipartWriter) checkedParts() ([]Part, error) {
 		switch {
 		case ps == nil:
 			return nil, fmt.Errorf("transport: %q: part %d missing", mw.key, num)
+		case !ps.ok && ps.err != nil:
+			return nil, fmt.Errorf("transport: %q: part %d not uploaded: %w", mw.key, num, ps.err)
 		case !ps.ok:
 			return nil, fmt.Errorf("transport: %q: part %d not uploaded", mw.key, num)
 		case num < len(mw.parts) && ps.size < mw.cfg.minPart:
@@ -335,6 +375,19 @@ func (mw *MultipartWriter) checkedParts() ([]Part, error) {
 		return nil, fmt.Errorf("transport: %q: parts hold %d bytes, expected %d", mw.key, total, mw.expect)
 	}
 	return parts, nil
+}
+
+// completeFailed ends a Complete that failed with err: the writer opens
+// again under KeepOnFailure, else the upload is aborted (fail).
+func (mw *MultipartWriter) completeFailed(ctx context.Context, err error) error {
+	mw.mu.Lock()
+	if mw.keep {
+		mw.state = writerOpen
+		mw.mu.Unlock()
+		return err
+	}
+	mw.mu.Unlock()
+	return mw.fail(ctx, err)
 }
 
 // fail aborts the upload after err and returns err, or ctx's error when

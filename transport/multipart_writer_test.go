@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -146,6 +147,71 @@ func TestUploadWriterPartFailure(t *testing.T) {
 		t.Errorf("a later AddPart did not report the failure: %v", addErr)
 	}
 	assertAborted(t, f, "k")
+}
+
+// With KeepOnFailure a failed part and a failed Complete leave the upload
+// open: the other parts go on, the failed part is named and can be sent
+// again, and Complete can be called again.
+func TestUploadWriterKeepOnFailure(t *testing.T) {
+	f := newFakeBucket()
+	var failing atomic.Bool
+	failing.Store(true)
+	denied := &Error{Op: "UploadPart", StatusCode: 403, Code: "AccessDenied", Kind: ErrAccessDenied}
+	f.failPart = func(num, attempt int) error {
+		if num == 2 && failing.Load() {
+			return denied
+		}
+		return nil
+	}
+	u := newTestUploader(f, UploaderOptions{ChunkSize: mib, ChunkParallelLimit: 1})
+	ctx := context.Background()
+	mw, err := u.Begin(ctx, "k", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mw.KeepOnFailure()
+	data := testBytes(4*mib, 5)
+	src := bytes.NewReader(data)
+	for num := 1; num <= 4; num++ {
+		if err := mw.AddPart(ctx, num, src, int64(num-1)*mib, mib); err != nil {
+			t.Fatalf("AddPart %d after a failed part: %v", num, err)
+		}
+	}
+	mw.ExpectSize(int64(len(data)))
+	if _, err := mw.Complete(ctx); !errors.Is(err, ErrAccessDenied) {
+		t.Fatalf("Complete with part 2 failed: %v, want access denied", err)
+	}
+	if failed, err := mw.FailedParts(ctx); err != nil || len(failed) != 1 || failed[0] != 2 {
+		t.Fatalf("FailedParts: %v %v, want [2]", failed, err)
+	}
+	if n := f.nUploads(); n != 1 || len(f.aborted) != 0 {
+		t.Fatalf("%d uploads open and %d aborted after the failure, want 1 and 0", n, len(f.aborted))
+	}
+
+	failing.Store(false)
+	if err := mw.AddPart(ctx, 2, src, mib, mib); err != nil {
+		t.Fatal(err)
+	}
+	var completeFails atomic.Int32
+	completeFails.Store(1)
+	f.failComplete = func() error {
+		if completeFails.Add(-1) >= 0 {
+			return &Error{Op: "Complete", StatusCode: 503, Code: "SlowDown", Kind: ErrThrottled}
+		}
+		return nil
+	}
+	if _, err := mw.Complete(ctx); err == nil {
+		t.Fatal("Complete succeeded through a failing CompleteMultipart")
+	}
+	if n := f.nUploads(); n != 1 {
+		t.Fatalf("%d uploads open after a failed Complete, want 1", n)
+	}
+	if _, err := mw.Complete(ctx); err != nil {
+		t.Fatalf("Complete again: %v", err)
+	}
+	if o := f.object("k"); o == nil || !bytes.Equal(o.data, data) {
+		t.Fatal("object differs")
+	}
 }
 
 func TestUploadWriterCopyParts(t *testing.T) {
