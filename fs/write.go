@@ -157,6 +157,12 @@ func (h *handle) write(ctx context.Context, data []byte, off int64) (uint32, sys
 		// The gap between the old end and off reads as zeros.
 		ws.baseEnd = min(ws.baseEnd, ws.size)
 	}
+	if ws.st.ok && off < ws.st.seqEnd {
+		// A rewrite of streamed parts: they are sent again at close, and
+		// marked so before the write, so that an upload of one of them
+		// ending meanwhile does not let its bytes leave the cache.
+		ws.st.markRedo(off, off+int64(len(data)))
+	}
 	n.mu.Unlock()
 	w, err := ws.wf.WriteAt(data, off)
 	n.mu.Lock()
@@ -182,6 +188,23 @@ func (h *handle) write(ctx context.Context, data []byte, off int64) (uint32, sys
 	return uint32(w), 0
 }
 
+// markRedo marks the parts handed over that [off, end) overlaps, to be sent
+// again at close.
+func (st *stream) markRedo(off, end int64) {
+	for i, pe := range st.partEnds {
+		start := int64(0)
+		if i > 0 {
+			start = st.partEnds[i-1]
+		}
+		if off < pe && end > start {
+			if st.redo == nil {
+				st.redo = map[int]bool{}
+			}
+			st.redo[i+1] = true
+		}
+	}
+}
+
 type streamPart struct {
 	num      int
 	off, len int64
@@ -197,18 +220,7 @@ func (n *File) _streamTrack(off, end int64) []streamPart {
 	case end <= ws.st.seqEnd:
 		// A rewrite of bytes written before: parts already handed over
 		// are sent again at close.
-		for i, pe := range ws.st.partEnds {
-			start := int64(0)
-			if i > 0 {
-				start = ws.st.partEnds[i-1]
-			}
-			if off < pe && end > start {
-				if ws.st.redo == nil {
-					ws.st.redo = map[int]bool{}
-				}
-				ws.st.redo[i+1] = true
-			}
-		}
+		ws.st.markRedo(off, end)
 		return nil
 	default:
 		ws.st.ok = false
