@@ -29,15 +29,26 @@ type metaFlusher struct {
 // MetaDelay unless something writes them sooner.
 func (n *File) deferMeta(key string, m objMeta) syscall.Errno {
 	f := n.fsys
-	mf := &f.metas
 	n.mu.Lock()
 	n.metaDirty = true
 	n.mu.Unlock()
 	f.stats.put(key, m, true, f.opt.StatTTL)
-	mf.mu.Lock()
-	if f.opt.MetaDelay < 0 || mf.closed {
-		mf.mu.Unlock()
+	if !n.scheduleMeta() {
 		return n.flushMeta(context.Background())
+	}
+	return 0
+}
+
+// scheduleMeta has n's pending attributes written after MetaDelay, or
+// reports false when they are to be written now (no delay, or the mount
+// is draining).
+func (n *File) scheduleMeta() bool {
+	f := n.fsys
+	mf := &f.metas
+	mf.mu.Lock()
+	defer mf.mu.Unlock()
+	if f.opt.MetaDelay < 0 || mf.closed {
+		return false
 	}
 	if _, ok := mf.pending[n]; !ok {
 		if mf.pending == nil {
@@ -45,8 +56,19 @@ func (n *File) deferMeta(key string, m objMeta) syscall.Errno {
 		}
 		mf.pending[n] = time.AfterFunc(f.opt.MetaDelay, func() { n.metaDue() })
 	}
-	mf.mu.Unlock()
-	return 0
+	return true
+}
+
+// metaLater has n's pending attributes (metaDirty set) written after
+// MetaDelay, as deferMeta does. It may take n.upMu: never call it with
+// n.upMu or n.mu held.
+func (n *File) metaLater() {
+	if n.scheduleMeta() {
+		return
+	}
+	if errno := n.flushMeta(context.Background()); errno != 0 {
+		n.fsys.log.Warn("attributes not written to the object", "key", n.key(), "errno", errno.Error())
+	}
 }
 
 // metaDue writes n's pending attributes when their delay is over; on failure

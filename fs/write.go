@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strconv"
 	"syscall"
@@ -146,11 +147,12 @@ func (h *handle) write(ctx context.Context, data []byte, off int64) (uint32, sys
 		n.mu.Unlock()
 		return 0, syscall.EBADF
 	}
-	if ws.discarded && off != ws.st.seqEnd {
+	if ws.discarded && (off != ws.st.seqEnd || ws.st.mw == nil) {
 		// Parts of this file were uploaded and left the cache: it can
-		// only grow from its end until it is closed.
+		// only grow from its end, through its streamed upload, until it
+		// is closed (not while a close or fsync uploads it).
 		n.mu.Unlock()
-		f.warnOnce(h.key, "file larger than the cache written out of order; refused (it can only be written sequentially)")
+		f.warnOnce(h.key, "file larger than the cache written out of order or while being uploaded; refused (it can only be written sequentially, until it is closed)")
 		return 0, syscall.EIO
 	}
 	if ws.base.etag != "" && off > ws.size {
@@ -380,11 +382,12 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 		ws.lastErr = err
 		if errors.As(err, new(streamKept)) {
 			// Parts of the file are only in the streamed upload: the
-			// next flush finishes it.
-			if ws.st.mw == nil {
+			// next flush finishes it, unless the file changed meanwhile
+			// (emptied: those parts are not wanted any more).
+			if ws.gen == gen && ws.st.mw == nil {
 				ws.st = st
 			} else {
-				n.fsys.log.Error("streamed upload left behind by a newer one", "key", key, "upload_id", st.mw.UploadID())
+				n.fsys.abortLater(st.mw)
 			}
 		}
 		return n.fsys.errno("upload", key, err)
@@ -407,9 +410,11 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 	}
 	n.fsys.stats.put(key, n.meta, true, n.fsys.opt.StatTTL)
 	if metaErr.error != nil {
-		// The data is up; its attributes go with the next metadata flush.
+		// The data is up; its attributes are written a moment later, as
+		// a chmod's are (see metaflush.go).
 		n.metaDirty = true
-		return n.fsys.errno("upload", key, err)
+		n.fsys.log.Warn("attributes not written with the upload; trying again shortly", "key", key, "err", err)
+		go n.metaLater()
 	}
 	return 0
 }
@@ -622,6 +627,10 @@ func (f *FS) fillFromBase(ctx context.Context, key string, wf *cache.WriteFile, 
 				return err
 			}
 			b := r.Data()
+			if want := min(bs, base.size-idx*bs); int64(len(b)) != want {
+				r.Release()
+				return fmt.Errorf("block %d of %q has %d bytes, want %d", idx, key, len(b), want)
+			}
 			lo := off - idx*bs
 			hi := min(int64(len(b)), end-idx*bs)
 			err = wf.Fill(b[lo:hi], off)
