@@ -517,6 +517,17 @@ func TestStreamedFileLargerThanTheCacheSurvivesAFailedComplete(t *testing.T) {
 	if rt.refused.Load() == 0 {
 		t.Fatal("no Complete was sent")
 	}
+	if _, err := os.ReadFile(p); err == nil {
+		t.Error("a read of parts that left the cache succeeded")
+	}
+	if g, err := os.OpenFile(p, os.O_WRONLY, 0); err != nil {
+		t.Fatal(err)
+	} else {
+		if _, err := g.WriteAt([]byte("more"), 0); err == nil {
+			t.Error("a rewrite at offset 0 of a file whose parts left the cache succeeded")
+		}
+		g.Close() // fails again: Completes are still refused
+	}
 	rt.refuse.Store(false)
 	f, err = os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
@@ -531,6 +542,30 @@ func TestStreamedFileLargerThanTheCacheSurvivesAFailedComplete(t *testing.T) {
 	}
 	defer out.Body.Close()
 	checkPattern(t, out.Body, size)
+	r.noUploadsLeft()
+
+	// Failed again, then emptied: the kept upload is dropped with the
+	// parts it held, and the file holds what was written after.
+	f, err = os.Create(filepath.Join(r.mnt, "big2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		if _, err := f.Write(buf); err != nil {
+			t.Fatalf("write at %d: %v", off, err)
+		}
+	}
+	rt.refuse.Store(true)
+	if err := f.Close(); err == nil {
+		t.Fatal("close with Complete refused succeeded")
+	}
+	rt.refuse.Store(false)
+	if err := os.WriteFile(filepath.Join(r.mnt, "big2"), []byte("small"), 0o644); err != nil {
+		t.Fatalf("rewrite of the emptied file: %v", err)
+	}
+	if got, _ := r.object("big2"); string(got) != "small" {
+		t.Errorf("big2 holds %d bytes, want \"small\"", len(got))
+	}
 	r.noUploadsLeft()
 }
 
