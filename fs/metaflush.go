@@ -59,18 +59,6 @@ func (n *File) scheduleMeta() bool {
 	return true
 }
 
-// metaLater has n's pending attributes (metaDirty set) written after
-// MetaDelay, as deferMeta does. It may take n.upMu: never call it with
-// n.upMu or n.mu held.
-func (n *File) metaLater() {
-	if n.scheduleMeta() {
-		return
-	}
-	if errno := n.flushMeta(context.Background()); errno != 0 {
-		n.fsys.log.Warn("attributes not written to the object", "key", n.key(), "errno", errno.Error())
-	}
-}
-
 // metaDue writes n's pending attributes when their delay is over; on failure
 // it tries again later (the data itself is safe in the object).
 func (n *File) metaDue() {

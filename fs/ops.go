@@ -486,9 +486,11 @@ func holdStreamsBelow(dir *gofs.Inode) syscall.Errno {
 				n.mu.Unlock()
 				return syscall.EBUSY
 			}
-			if ws != nil && ws.st.mw != nil {
-				n.fsys.abortLater(ws._detachStream().mw)
-				ws.st.ok = false
+			if ws != nil {
+				if ws.st.mw != nil {
+					n.fsys.abortLater(ws._detachStream().mw)
+				}
+				ws.st.ok = false // nor does a stream start under the old name
 			}
 			n.mu.Unlock()
 		case *Dir:

@@ -48,6 +48,9 @@ type writeState struct {
 	committedGen uint64
 	// discarded: uploaded parts left the cache (see streamParts).
 	discarded bool
+	// emptied counts truncates to 0: a streamed upload kept through a
+	// failed flush goes back to the file only if it was not emptied since.
+	emptied int
 }
 
 // stream is the multipart upload of a file's completed parts, started
@@ -128,6 +131,7 @@ func (n *File) _truncate(size int64) error {
 		// Emptied (open with O_TRUNC reaches here): the file can stream
 		// again from offset 0; parts of an earlier stream are dropped.
 		ws.discarded = false
+		ws.emptied++
 		if old := ws._detachStream(); old.mw != nil {
 			n.fsys.abortLater(old.mw)
 		}
@@ -354,7 +358,7 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 		n.mu.Unlock()
 		return 0
 	}
-	gen, size, base, baseKey, baseEnd := ws.gen, ws.size, ws.base, ws.baseKey, ws.baseEnd
+	gen, size, base, baseKey, baseEnd, emptied := ws.gen, ws.size, ws.base, ws.baseKey, ws.baseEnd, ws.emptied
 	st := ws._detachStream()
 	meta := n.fsys.uploadMeta(n.meta)
 	if !ws.mtimeSet && st.mw != nil {
@@ -382,9 +386,13 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 		ws.lastErr = err
 		if errors.As(err, new(streamKept)) {
 			// Parts of the file are only in the streamed upload: the
-			// next flush finishes it, unless the file changed meanwhile
-			// (emptied: those parts are not wanted any more).
-			if ws.gen == gen && ws.st.mw == nil {
+			// next flush finishes it, unless the file was emptied
+			// meanwhile (those parts are not wanted any more).
+			if ws.emptied == emptied && ws.st.mw == nil {
+				if ws.size > st.seqEnd && len(ws.wf.Missing(cache.Range{Off: st.seqEnd, Len: ws.size - st.seqEnd})) == 0 {
+					// Appended by a write that began before this flush.
+					st.seqEnd = ws.size
+				}
 				ws.st = st
 			} else {
 				n.fsys.abortLater(st.mw)
@@ -414,7 +422,17 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 		// a chmod's are (see metaflush.go).
 		n.metaDirty = true
 		n.fsys.log.Warn("attributes not written with the upload; trying again shortly", "key", key, "err", err)
-		go n.metaLater()
+		if !n.scheduleMeta() {
+			// The mount is draining: write them now, once the flush
+			// lets go of the file.
+			n.fsys.bg.Add(1)
+			go func() {
+				defer n.fsys.bg.Done()
+				if errno := n.flushMeta(context.Background()); errno != 0 {
+					n.fsys.log.Warn("attributes not written to the object", "key", key, "errno", errno.Error())
+				}
+			}()
+		}
 	}
 	return 0
 }
@@ -555,9 +573,10 @@ func (f *FS) finishStream(ctx context.Context, wf *cache.WriteFile, st stream, s
 			return "", err
 		}
 	}
-	// A part whose upload failed (its retries spent) goes once more, from
-	// the cache, which keeps every part not safely uploaded.
-	failed, err := mw.FailedParts(ctx)
+	// A part whose upload failed (its retries spent), or that a write
+	// handed over too late to reach the upload, goes once more, from the
+	// cache, which keeps every part not safely uploaded.
+	failed, err := mw.UnsentParts(ctx, num-1)
 	if err != nil {
 		return "", err
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"sync"
 	"time"
 )
@@ -97,7 +96,7 @@ func (mw *MultipartWriter) end() {
 
 // KeepOnFailure makes failures leave the upload open, for an upload whose
 // parts exist nowhere else once sent: a part whose upload fails (after its
-// retries) is noted (FailedParts) without stopping the others and may be
+// retries) is noted (UnsentParts) without stopping the others and may be
 // added again, and a Complete that fails leaves the writer open, to be
 // completed later. Only Abort drops the upload then.
 func (mw *MultipartWriter) KeepOnFailure() {
@@ -106,21 +105,21 @@ func (mw *MultipartWriter) KeepOnFailure() {
 	mw.mu.Unlock()
 }
 
-// FailedParts waits for the parts in flight (or for ctx) and returns the
-// numbers of those whose latest upload failed.
-func (mw *MultipartWriter) FailedParts(ctx context.Context) ([]int, error) {
+// UnsentParts waits for the parts in flight (or for ctx) and returns the
+// numbers from 1 to n of those whose latest upload failed or that were
+// never added.
+func (mw *MultipartWriter) UnsentParts(ctx context.Context, n int) ([]int, error) {
 	if err := mw.wait(ctx); err != nil {
 		return nil, err
 	}
 	mw.mu.Lock()
 	defer mw.mu.Unlock()
 	var nums []int
-	for num, ps := range mw.parts {
-		if !ps.ok && ps.err != nil {
+	for num := 1; num <= n; num++ {
+		if ps := mw.parts[num]; ps == nil || !ps.ok {
 			nums = append(nums, num)
 		}
 	}
-	slices.Sort(nums)
 	return nums, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -181,8 +182,8 @@ func TestUploadWriterKeepOnFailure(t *testing.T) {
 	if _, err := mw.Complete(ctx); !errors.Is(err, ErrAccessDenied) {
 		t.Fatalf("Complete with part 2 failed: %v, want access denied", err)
 	}
-	if failed, err := mw.FailedParts(ctx); err != nil || len(failed) != 1 || failed[0] != 2 {
-		t.Fatalf("FailedParts: %v %v, want [2]", failed, err)
+	if unsent, err := mw.UnsentParts(ctx, 5); err != nil || !slices.Equal(unsent, []int{2, 5}) {
+		t.Fatalf("UnsentParts up to 5: %v %v, want [2 5] (failed, never added)", unsent, err)
 	}
 	if n := f.nUploads(); n != 1 || len(f.aborted) != 0 {
 		t.Fatalf("%d uploads open and %d aborted after the failure, want 1 and 0", n, len(f.aborted))
