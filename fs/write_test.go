@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -528,6 +529,10 @@ func TestStreamedFileLargerThanTheCacheSurvivesAFailedComplete(t *testing.T) {
 		}
 		g.Close() // fails again: Completes are still refused
 	}
+	// An attribute change meanwhile keeps the upload; it goes up with it.
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	rt.refuse.Store(false)
 	f, err = os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
@@ -542,6 +547,9 @@ func TestStreamedFileLargerThanTheCacheSurvivesAFailedComplete(t *testing.T) {
 	}
 	defer out.Body.Close()
 	checkPattern(t, out.Body, size)
+	if out.Info.Metadata["mode"] != strconv.Itoa(syscall.S_IFREG|0o600) {
+		t.Errorf("object's mode %q, want the chmod's %o", out.Info.Metadata["mode"], syscall.S_IFREG|0o600)
+	}
 	r.noUploadsLeft()
 
 	// Failed again, then emptied: the kept upload is dropped with the
