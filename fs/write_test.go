@@ -530,14 +530,16 @@ func TestStreamedFileLargerThanTheCacheSurvivesAFailedComplete(t *testing.T) {
 		g.Close() // fails again: Completes are still refused
 	}
 	// An attribute change meanwhile keeps the upload; it goes up with it.
-	if err := os.Chmod(p, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	rt.refuse.Store(false)
+	// (Made with the file open: on a closed file whose upload failed, a
+	// chmod uploads at once and reports that upload's error.)
 	f, err = os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rt.refuse.Store(false)
 	if err := f.Close(); err != nil {
 		t.Fatalf("close once Completes go through: %v", err)
 	}
