@@ -287,6 +287,10 @@ func (f *FS) Drain(ctx context.Context) error {
 		pending := len(wb.due) + len(wb.running)
 		wb.mu.Unlock()
 		if pending == 0 {
+			// Attributes the uploads could not write with the data.
+			if err := f.flushMetaFiles(ctx, nil); metaErr == nil {
+				metaErr = err
+			}
 			return metaErr
 		}
 		if time.Since(last) > 2*time.Second {

@@ -22,7 +22,7 @@ type metaFlusher struct {
 	pending map[*File]*time.Timer
 	running sync.WaitGroup // timers that fired and are writing
 	closed  bool           // drained: changes from now on are written at once
-	late    []*File        // failed in a timer that fired as the drain began
+	late    []*File        // for the drain: failed in a timer as it began, or left by an upload during it
 }
 
 // deferMeta records that n's attributes changed; they are written after
@@ -156,6 +156,12 @@ func (f *FS) flushMetas(ctx context.Context) error {
 	f.metas.pending = nil
 	f.metas.mu.Unlock()
 	f.metas.running.Wait()
+	return f.flushMetaFiles(ctx, files)
+}
+
+// flushMetaFiles writes the attributes of files and of the files left for
+// the drain (metas.late).
+func (f *FS) flushMetaFiles(ctx context.Context, files []*File) error {
 	f.metas.mu.Lock()
 	files = append(files, f.metas.late...)
 	f.metas.late = nil

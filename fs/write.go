@@ -423,15 +423,12 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 		n.metaDirty = true
 		n.fsys.log.Warn("attributes not written with the upload; trying again shortly", "key", key, "err", err)
 		if !n.scheduleMeta() {
-			// The mount is draining: write them now, once the flush
-			// lets go of the file.
-			n.fsys.bg.Add(1)
-			go func() {
-				defer n.fsys.bg.Done()
-				if errno := n.flushMeta(context.Background()); errno != 0 {
-					n.fsys.log.Warn("attributes not written to the object", "key", key, "errno", errno.Error())
-				}
-			}()
+			// The mount is draining: the drain writes them after its
+			// uploads.
+			mf := &n.fsys.metas
+			mf.mu.Lock()
+			mf.late = append(mf.late, n)
+			mf.mu.Unlock()
 		}
 	}
 	return 0
