@@ -432,6 +432,17 @@ func TestFileLargerThanTheCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	writePattern(t, f, size)
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	r.objectPattern("big", size)
+	r.noUploadsLeft()
+}
+
+// writePattern writes size bytes of fillPattern to f, 1 MiB at a time.
+func writePattern(t *testing.T, f *os.File, size int64) {
+	t.Helper()
 	buf := make([]byte, 1<<20)
 	for off := int64(0); off < size; off += int64(len(buf)) {
 		fillPattern(buf, off)
@@ -439,16 +450,19 @@ func TestFileLargerThanTheCache(t *testing.T) {
 			t.Fatalf("write at %d: %v", off, err)
 		}
 	}
-	if err := f.Close(); err != nil {
-		t.Fatalf("close: %v", err)
-	}
-	out, err := r.client.Get(context.Background(), &transport.GetInput{Key: "big", Length: -1})
+}
+
+// objectPattern checks that key holds size bytes of fillPattern, read past
+// the mount, and returns the object's attributes.
+func (r *rig) objectPattern(key string, size int64) transport.ObjectInfo {
+	r.t.Helper()
+	out, err := r.client.Get(context.Background(), &transport.GetInput{Key: key, Length: -1})
 	if err != nil {
-		t.Fatal(err)
+		r.t.Fatal(err)
 	}
 	defer out.Body.Close()
-	checkPattern(t, out.Body, size)
-	r.noUploadsLeft()
+	checkPattern(r.t, out.Body, size)
+	return out.Info
 }
 
 // refusingCompletes answers CompleteMultipartUpload requests with 403
@@ -504,13 +518,7 @@ func TestStreamedFileLargerThanTheCacheSurvivesAFailedComplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 1<<20)
-	for off := int64(0); off < size; off += int64(len(buf)) {
-		fillPattern(buf, off)
-		if _, err := f.Write(buf); err != nil {
-			t.Fatalf("write at %d: %v", off, err)
-		}
-	}
+	writePattern(t, f, size)
 	rt.refuse.Store(true)
 	if err := f.Close(); !errors.Is(err, syscall.EACCES) {
 		t.Fatalf("close with Complete refused: %v, want EACCES", err)
@@ -543,14 +551,8 @@ func TestStreamedFileLargerThanTheCacheSurvivesAFailedComplete(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatalf("close once Completes go through: %v", err)
 	}
-	out, err := r.client.Get(context.Background(), &transport.GetInput{Key: "big", Length: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Body.Close()
-	checkPattern(t, out.Body, size)
-	if out.Info.Metadata["mode"] != strconv.Itoa(syscall.S_IFREG|0o600) {
-		t.Errorf("object's mode %q, want the chmod's %o", out.Info.Metadata["mode"], syscall.S_IFREG|0o600)
+	if info := r.objectPattern("big", size); info.Metadata["mode"] != strconv.Itoa(syscall.S_IFREG|0o600) {
+		t.Errorf("object's mode %q, want the chmod's %o", info.Metadata["mode"], syscall.S_IFREG|0o600)
 	}
 	r.noUploadsLeft()
 
@@ -560,11 +562,7 @@ func TestStreamedFileLargerThanTheCacheSurvivesAFailedComplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for off := int64(0); off < size; off += int64(len(buf)) {
-		if _, err := f.Write(buf); err != nil {
-			t.Fatalf("write at %d: %v", off, err)
-		}
-	}
+	writePattern(t, f, size)
 	rt.refuse.Store(true)
 	if err := f.Close(); err == nil {
 		t.Fatal("close with Complete refused succeeded")
@@ -836,25 +834,14 @@ func TestRenameDirectoryRefusedWhileAFileInItOutgrowsTheCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	const size = 64 << 20
-	buf := make([]byte, 1<<20)
-	for off := int64(0); off < size; off += int64(len(buf)) {
-		fillPattern(buf, off)
-		if _, err := w.Write(buf); err != nil {
-			t.Fatalf("write at %d: %v", off, err)
-		}
-	}
+	writePattern(t, w, size)
 	if err := os.Rename(m("d"), m("e")); !errors.Is(err, syscall.EBUSY) {
 		t.Errorf("rename of the directory: %v, want EBUSY", err)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	out, err := r.client.Get(context.Background(), &transport.GetInput{Key: "d/big", Length: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Body.Close()
-	checkPattern(t, out.Body, size)
+	r.objectPattern("d/big", size)
 	if err := os.Rename(m("d"), m("e")); err != nil {
 		t.Errorf("rename once the file is closed: %v", err)
 	}
