@@ -165,11 +165,15 @@ func (c *BlockCache) Buffers() (allocated, allowed int) {
 	return c.allocated, c.slots
 }
 
-// Cached reports whether block k is in the cache.
-func (c *BlockCache) Cached(k BlockKey) bool {
+// CachedLen is the length of block k in the cache, -1 when it is not
+// cached.
+func (c *BlockCache) CachedLen(k BlockKey) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.lru.Contains(k)
+	if b, ok := c.lru.Peek(k); ok {
+		return len(b.data)
+	}
+	return -1
 }
 
 // Fetching reports how many blocks are being fetched.
@@ -272,11 +276,16 @@ func (c *BlockCache) getLocked() []byte {
 }
 
 // Block returns block k of an object of objSize bytes, pinned, fetching it
-// when it is not cached.
+// when it is not cached. A block cached at another length than objSize
+// gives it (fetched for a caller that gave another size) is fetched again:
+// a reader never gets a block shorter or longer than its object's.
 func (c *BlockCache) Block(ctx context.Context, k BlockKey, objSize int64) (Ref, error) {
+	want := min(c.blockSize, objSize-k.Index*c.blockSize)
 	for attempt := 0; ; attempt++ {
 		c.mu.Lock()
-		if b, ok := c.lru.Get(k); ok {
+		if b, ok := c.lru.Get(k); ok && int64(len(b.data)) != want {
+			c.lru.Remove(k) // its buffer goes back when its readers let go
+		} else if ok {
 			b.pins++
 			b.spent = false
 			c.mu.Unlock()
@@ -308,7 +317,12 @@ func (c *BlockCache) Block(ctx context.Context, k BlockKey, objSize int64) (Ref,
 			return Ref{}, ctx.Err()
 		}
 		if p.err == nil {
-			return Ref{c, p.blk, k}, nil
+			if int64(len(p.blk.data)) == want {
+				return Ref{c, p.blk, k}, nil
+			}
+			// Fetched for a caller that gave another size: again.
+			Ref{c, p.blk, k}.Release()
+			continue
 		}
 		if !p.prefetch || attempt > 0 {
 			return Ref{}, p.err

@@ -247,6 +247,35 @@ func TestBlockCacheShortObject(t *testing.T) {
 	}
 }
 
+// A block cached for one size of its object is fetched again for a reader
+// that gives another: readers never get a block of the wrong length.
+func TestBlockCacheRefetchesABlockCachedAtAnotherLength(t *testing.T) {
+	var fetches atomic.Int64
+	fetch := func(ctx context.Context, key, etag string, off, n int64) (io.ReadCloser, error) {
+		fetches.Add(1)
+		return io.NopCloser(bytes.NewReader(make([]byte, n))), nil
+	}
+	c, _ := NewBlockCache(fetch, BlockCacheOptions{BlockSize: 1 << 10, MaxBytes: 4 << 10})
+	ctx := context.Background()
+	k := BlockKey{"k", "e", 0}
+	r, err := c.Block(ctx, k, 100) // a caller that thinks the object has 100 bytes
+	if err != nil || len(r.Data()) != 100 {
+		t.Fatalf("block of a 100-byte object: %d bytes, %v", len(r.Data()), err)
+	}
+	r.Release()
+	r, err = c.Block(ctx, k, 4096)
+	if err != nil || len(r.Data()) != 1<<10 {
+		t.Fatalf("block of a 4096-byte object: %d bytes, %v; want 1024", len(r.Data()), err)
+	}
+	r.Release()
+	if n := fetches.Load(); n != 2 {
+		t.Errorf("%d fetches, want 2", n)
+	}
+	if n := c.CachedLen(k); n != 1<<10 {
+		t.Errorf("block cached with %d bytes, want 1024", n)
+	}
+}
+
 func TestStoreBoundsAndNoSpace(t *testing.T) {
 	s, err := NewStore(t.TempDir(), 8<<10)
 	if err != nil {
@@ -333,7 +362,7 @@ func TestBlockCacheEvictsSpentBlocksFirst(t *testing.T) {
 		t.Helper()
 		var got []int64
 		for i := int64(0); i < 16; i++ {
-			if c.Cached(BlockKey{"k", "e", i}) {
+			if c.CachedLen(BlockKey{"k", "e", i}) >= 0 {
 				got = append(got, i)
 			}
 		}

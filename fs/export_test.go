@@ -1,10 +1,6 @@
 package fs
 
-import (
-	"context"
-
-	"cosmount/cache"
-)
+import "cosmount/cache"
 
 // Streams is how many sequential readers share the readahead budget now.
 func (f *FS) Streams() int64 { return f.streams.Load() }
@@ -25,14 +21,5 @@ var StatusTgid = statusTgid
 // CachedBlockLen is the length of block i of key's version etag in the
 // read cache, or -1 when it is not cached.
 func (f *FS) CachedBlockLen(key, etag string, i int64) int {
-	k := cache.BlockKey{Key: key, ETag: etag, Index: i}
-	if !f.blocks.Cached(k) {
-		return -1
-	}
-	r, err := f.blocks.Block(context.Background(), k, 1<<62)
-	if err != nil {
-		return -1
-	}
-	defer r.Release()
-	return len(r.Data())
+	return f.blocks.CachedLen(cache.BlockKey{Key: key, ETag: etag, Index: i})
 }

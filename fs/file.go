@@ -3,7 +3,6 @@ package fs
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"strconv"
 	"sync"
@@ -322,13 +321,6 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 			return nil, h.fsys.errno("read", h.key, err)
 		}
 		b := r.Data()
-		if want := min(bs, h.size-i*bs); int64(len(b)) != want {
-			// Never answer with a block of another length: the bytes
-			// after it would land at the wrong offsets.
-			r.Release()
-			res.Done()
-			return nil, h.fsys.errno("read", h.key, fmt.Errorf("block %d of the object has %d bytes, want %d", i, len(b), want))
-		}
 		lo := max(off-i*bs, 0)
 		hi := min(end-i*bs, int64(len(b)))
 		res.refs = append(res.refs, r)

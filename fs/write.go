@@ -3,7 +3,6 @@ package fs
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"strconv"
 	"syscall"
@@ -643,10 +642,6 @@ func (f *FS) fillFromBase(ctx context.Context, key string, wf *cache.WriteFile, 
 				return err
 			}
 			b := r.Data()
-			if want := min(bs, base.size-idx*bs); int64(len(b)) != want {
-				r.Release()
-				return fmt.Errorf("block %d of %q has %d bytes, want %d", idx, key, len(b), want)
-			}
 			lo := off - idx*bs
 			hi := min(int64(len(b)), end-idx*bs)
 			err = wf.Fill(b[lo:hi], off)
