@@ -349,3 +349,19 @@ func (f *fakeBucket) Copy(ctx context.Context, in *CopyInput) (*CopyOutput, erro
 	f.putObject(in.DstKey, bytes.Clone(src.data), maps.Clone(meta), ctype)
 	return &CopyOutput{ETag: md5hex(src.data)}, nil
 }
+
+func (f *fakeBucket) ListParts(ctx context.Context, key, id string) ([]Part, error) {
+	f.count("ListParts")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	up := f.uploads[id]
+	if up == nil || up.key != key {
+		return nil, notFound("ListParts", key)
+	}
+	var parts []Part
+	for num, b := range up.parts {
+		parts = append(parts, Part{PartNumber: num, ETag: md5hex(b), Size: int64(len(b))})
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i].PartNumber < parts[j].PartNumber })
+	return parts, nil
+}

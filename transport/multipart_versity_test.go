@@ -356,3 +356,12 @@ func BenchmarkCopier(b *testing.B) {
 		})
 	}
 }
+
+func TestUploadVersityResume(t *testing.T) {
+	v := newVersityAPI(t)
+	testResume(t, v, s3Uploader, func(key string) [16]byte {
+		sum, _ := v.md5Of(t, key)
+		return sum
+	})
+	v.noUploads(t)
+}

@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"errors"
 	"slices"
 	"sync/atomic"
@@ -309,4 +310,65 @@ func TestUploadWriterOnEnd(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testResume is the contract of Uploader.Resume, run against the fake and
+// the test server: a writer that sent parts 1 and 2 and was dropped without
+// Complete or Abort (as by a process that ended) is taken up by a new one.
+// Parts 1 and 2 count as uploaded, part 3 is unsent; once it is added (and
+// part 2 replaced) the upload completes with every byte, and sum reads the
+// object's MD5. An upload that is gone cannot be resumed.
+func testResume(t *testing.T, api multipartAPI, opt UploaderOptions, sum func(key string) [16]byte) {
+	ctx := context.Background()
+	ps := opt.MinPartSize
+	u := newTestUploader(api, opt)
+	mw, err := u.Begin(ctx, "resumed", "", map[string]string{"mode": "33188"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := testBytes(3*ps-7, 9)
+	src := bytes.NewReader(data)
+	for num := 1; num <= 2; num++ {
+		if err := mw.AddPart(ctx, num, src, int64(num-1)*ps, ps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if unsent, err := mw.UnsentParts(ctx, 2); err != nil || len(unsent) != 0 {
+		t.Fatalf("parts 1 and 2 not sent: %v %v", unsent, err)
+	}
+
+	r, err := u.Resume(ctx, "resumed", mw.UploadID())
+	if err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	if unsent, err := r.UnsentParts(ctx, 3); err != nil || !slices.Equal(unsent, []int{3}) {
+		t.Fatalf("UnsentParts of the resumed upload: %v %v, want [3]", unsent, err)
+	}
+	if err := r.AddPart(ctx, 3, src, 2*ps, int64(len(data))-2*ps); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddPart(ctx, 2, src, ps, ps); err != nil {
+		t.Fatalf("replacing a part of the resumed upload: %v", err)
+	}
+	r.ExpectSize(int64(len(data)))
+	if _, err := r.Complete(ctx); err != nil {
+		t.Fatalf("Complete of the resumed upload: %v", err)
+	}
+	if got := sum("resumed"); got != md5.Sum(data) {
+		t.Fatal("the resumed upload's object differs from what was sent")
+	}
+	if _, err := u.Resume(ctx, "resumed", mw.UploadID()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Resume of a completed upload: %v, want ErrNotFound", err)
+	}
+}
+
+func TestUploadWriterResume(t *testing.T) {
+	f := newFakeBucket()
+	testResume(t, f, UploaderOptions{MinPartSize: mib}, func(key string) [16]byte {
+		o := f.object(key)
+		if o == nil {
+			t.Fatalf("no object %q", key)
+		}
+		return md5.Sum(o.data)
+	})
 }

@@ -49,6 +49,7 @@ type multipartAPI interface {
 	UploadPartCopy(ctx context.Context, in *UploadPartCopyInput) (*Part, error)
 	CompleteMultipart(ctx context.Context, in *CompleteInput) (*PutOutput, error)
 	AbortMultipart(ctx context.Context, key, uploadID string) error
+	ListParts(ctx context.Context, key, uploadID string) ([]Part, error)
 	Head(ctx context.Context, in *HeadInput) (*ObjectInfo, error)
 	Copy(ctx context.Context, in *CopyInput) (*CopyOutput, error)
 }
@@ -344,10 +345,33 @@ func (u *Uploader) Begin(ctx context.Context, key, contentType string, meta map[
 	if err != nil {
 		return nil, err
 	}
-	return newMultipartWriter(ctx, u.api, key, id, writerConfig{
-		limit: u.opt.ChunkParallelLimit, retries: u.opt.ChunkRetryTimes,
-		minPart: u.opt.MinPartSize, backoff: u.backoff,
-	}), nil
+	return newMultipartWriter(ctx, u.api, key, id, u.writerConfig()), nil
+}
+
+func (u *Uploader) writerConfig() writerConfig {
+	return writerConfig{limit: u.opt.ChunkParallelLimit, retries: u.opt.ChunkRetryTimes,
+		minPart: u.opt.MinPartSize, backoff: u.backoff}
+}
+
+// Resume takes up a multipart upload that an earlier writer (of this
+// process or of one that ended) left open: the parts the server holds count
+// as uploaded, UnsentParts names the others, and parts may be added and
+// replaced as on a writer from Begin. The writer keeps the upload open on
+// failure (KeepOnFailure): an upload worth resuming holds parts that exist
+// nowhere else. An upload the server no longer has is ErrNotFound.
+func (u *Uploader) Resume(ctx context.Context, key, uploadID string) (*MultipartWriter, error) {
+	parts, err := u.api.ListParts(ctx, key, uploadID)
+	if err != nil {
+		return nil, err
+	}
+	mw := newMultipartWriter(ctx, u.api, key, uploadID, u.writerConfig())
+	mw.keep = true
+	for _, p := range parts {
+		done := make(chan struct{})
+		close(done)
+		mw.parts[p.PartNumber] = &partState{size: p.Size, part: p, ok: true, done: done}
+	}
+	return mw, nil
 }
 
 // permanentError is a part failure not worth retrying.
