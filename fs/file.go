@@ -477,9 +477,9 @@ func (n *File) release() {
 			go n.uploadAfterRelease()
 			return
 		}
-		msg := "file not uploaded; its data stays in the cache until the next successful close"
+		msg := "file not uploaded; its data stays in the cache until the next successful close, or the unmount's retry"
 		if n.ws.st.mw != nil && n.ws.discarded {
-			msg = "file not uploaded; its data stays in the cache and in its open multipart upload until the next successful close"
+			msg = "file not uploaded; its data stays in the cache and in its open multipart upload until the next successful close, or the unmount's retry"
 		}
 		n.fsys.log.Warn(msg, "key", n.key(), "cache_file", n.ws.wf.Name(), "err", n.ws.lastErr)
 		return

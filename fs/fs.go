@@ -39,9 +39,11 @@ type Bucket interface {
 	AbortMultipart(ctx context.Context, key, uploadID string) error
 }
 
-// Uploads starts multipart uploads (transport.Uploader).
+// Uploads starts multipart uploads, or takes up one left open
+// (transport.Uploader).
 type Uploads interface {
 	Begin(ctx context.Context, key, contentType string, meta map[string]string) (*transport.MultipartWriter, error)
+	Resume(ctx context.Context, key, uploadID string) (*transport.MultipartWriter, error)
 }
 
 // Copies copies objects server-side, multipart when large
@@ -167,12 +169,16 @@ type FS struct {
 	wb        *writeBack     // nil unless WriteBackDelay > 0
 	bg        sync.WaitGroup // uploads started by a release, which Drain waits for
 	metas     metaFlusher    // attribute changes waiting for their self-copy
-	blocks    *cache.BlockCache
-	stats     *statCache
-	heads     *headQueue
-	lazy      lazyHeads // listed entries whose HEADs wait for a first stat
-	listings  listingCache
-	nsGen     atomic.Uint64 // bumped by every change of names (see prefetch.go)
+	// failed: files whose last upload failed, which the unmount tries
+	// again and journals for the next mount (see keepFailed).
+	failedMu sync.Mutex
+	failed   map[*File]bool
+	blocks   *cache.BlockCache
+	stats    *statCache
+	heads    *headQueue
+	lazy     lazyHeads // listed entries whose HEADs wait for a first stat
+	listings listingCache
+	nsGen    atomic.Uint64 // bumped by every change of names (see prefetch.go)
 	// streams counts the sequential readers with a readahead window: they
 	// share half of the read cache (see handle.readahead).
 	streams   atomic.Int64
@@ -214,6 +220,7 @@ func New(ctx context.Context, b Bucket, up Uploads, cp Copies, opt Options) (*FS
 		store:      store,
 		unlockDir:  unlock,
 		hidden:     map[string]int{},
+		failed:     map[*File]bool{},
 		stats:      newStatCache(200000),
 		mountTime:  time.Now(),
 		log:        opt.Logger,
@@ -232,7 +239,12 @@ func New(ctx context.Context, b Bucket, up Uploads, cp Copies, opt Options) (*FS
 	f.blocks = bc
 	f.heads = newHeadQueue(ctx, opt.ListHeadParallel, f.headInto)
 	if !opt.ReadOnly {
-		f.abortNotedUploads(ctx)
+		// Uploads a previous mount journaled go up before this one is
+		// ready; the multipart uploads they resume are kept, the others
+		// it left open are aborted.
+		entries := f.readJournal()
+		f.abortNotedUploads(ctx, keptUploads(entries))
+		f.recoverJournal(ctx, entries)
 	}
 	if opt.WriteBackDelay > 0 {
 		if err := f.startWriteBack(ctx); err != nil {
@@ -243,6 +255,10 @@ func New(ctx context.Context, b Bucket, up Uploads, cp Copies, opt Options) (*FS
 	f.root = &Dir{fsys: f}
 	return f, nil
 }
+
+// Close gives back the cache dir's lock, once the mount has ended and
+// Drain has returned: another mount may then take the folder over.
+func (f *FS) Close() { f.unlockDir() }
 
 // Root is the root directory node, to hand to go-fuse's Mount.
 func (f *FS) Root() gofs.InodeEmbedder { return f.root }

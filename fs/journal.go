@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,6 +42,18 @@ type journalEntry struct {
 	// fetched by; larger than BaseSize after a truncate.
 	BaseObjectSize int64         `json:"base_object_size,omitempty"`
 	Present        []cache.Range `json:"present,omitempty"`
+	// Upload is the multipart upload that holds the parts of a streamed
+	// file that left the cache; nil for a file the cache holds whole.
+	Upload *keptUpload `json:"upload,omitempty"`
+}
+
+// keptUpload is a streamed file's open multipart upload, as journaled when
+// the mount ends with its upload failed: the next mount resumes it.
+type keptUpload struct {
+	ID       string            `json:"id"`
+	PartEnds []int64           `json:"part_ends"`      // end of each part streamed, from part 1
+	Redo     []int             `json:"redo,omitempty"` // parts rewritten since they were sent
+	Meta     map[string]string `json:"meta"`           // attributes it was initiated with
 }
 
 // writeBack schedules the uploads of closed files after the delay.
@@ -47,7 +61,6 @@ type journalEntry struct {
 // Lock order: File.mu, then writeBack.mu.
 type writeBack struct {
 	f     *FS
-	dir   string // journal folder
 	delay time.Duration
 
 	mu      sync.Mutex
@@ -66,28 +79,31 @@ func newJournalID() string {
 }
 
 func (f *FS) startWriteBack(ctx context.Context) error {
-	dir := filepath.Join(f.opt.CacheDir, "journal")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(f.journalDir(), 0o700); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	wb := &writeBack{f: f, dir: dir, delay: f.opt.WriteBackDelay, due: map[*File]time.Time{},
+	wb := &writeBack{f: f, delay: f.opt.WriteBackDelay, due: map[*File]time.Time{},
 		running: map[*File]bool{}, wake: make(chan struct{}, 1)}
 	wb.idle = sync.NewCond(&wb.mu)
 	f.wb = wb
-	if err := wb.recover(ctx); err != nil {
-		return err
-	}
 	go wb.loop(ctx)
 	return nil
 }
 
+// journalDir holds the journal: the delayed uploads of --write-back-delay,
+// and the files whose upload still failed when a mount ended.
+func (f *FS) journalDir() string { return filepath.Join(f.opt.CacheDir, "journal") }
+
 // writeEntry stores e durably: a temporary file, synced, renamed into place.
-func (wb *writeBack) writeEntry(e *journalEntry) error {
+func (f *FS) writeEntry(e *journalEntry) error {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
-	if err := writeDurable(filepath.Join(wb.dir, e.ID+".json"), b); err != nil {
+	if err := os.MkdirAll(f.journalDir(), 0o700); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	if err := writeDurable(filepath.Join(f.journalDir(), e.ID+".json"), b); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	return nil
@@ -122,9 +138,9 @@ func writeDurable(path string, b []byte) error {
 	return nil
 }
 
-func (wb *writeBack) removeEntry(id string) {
+func (f *FS) removeEntry(id string) {
 	if id != "" {
-		os.Remove(filepath.Join(wb.dir, id+".json"))
+		os.Remove(filepath.Join(f.journalDir(), id+".json"))
 	}
 }
 
@@ -148,10 +164,10 @@ func (n *File) commit() syscall.Errno {
 	if err := ws.wf.Sync(); err != nil {
 		return f.errno("write-back", e.Key, err)
 	}
-	if err := f.wb.writeEntry(e); err != nil {
+	if err := f.writeEntry(e); err != nil {
 		return f.errno("write-back", e.Key, err)
 	}
-	f.wb.removeEntry(old)
+	f.removeEntry(old)
 	f.wb.schedule(n)
 	return 0
 }
@@ -178,7 +194,7 @@ func (n *File) rejournal(key string) {
 	}
 	e := n._journalEntry(key)
 	n.mu.Unlock()
-	if err := f.wb.writeEntry(e); err != nil {
+	if err := f.writeEntry(e); err != nil {
 		f.log.Warn("journal update failed", "key", e.Key, "err", err)
 	}
 }
@@ -267,9 +283,11 @@ func (f *FS) Drain(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("uploads of released files still running: %w", ctx.Err())
 	}
+	// Files whose upload failed get one more try, and the journal.
+	failErr := f.keepFailed(ctx)
 	// Attributes that could not be written are reported, after the
 	// journal's uploads, which must not wait on them.
-	metaErr := f.flushMetas(ctx)
+	metaErr := errors.Join(failErr, f.flushMetas(ctx))
 	wb := f.wb
 	if wb == nil {
 		return metaErr
@@ -288,10 +306,7 @@ func (f *FS) Drain(ctx context.Context) error {
 		wb.mu.Unlock()
 		if pending == 0 {
 			// Attributes the uploads could not write with the data.
-			if err := f.flushMetaFiles(ctx, nil); metaErr == nil {
-				metaErr = err
-			}
-			return metaErr
+			return errors.Join(metaErr, f.flushMetaFiles(ctx, nil))
 		}
 		if time.Since(last) > 2*time.Second {
 			f.log.Info("waiting for pending uploads", "files", pending)
@@ -305,79 +320,236 @@ func (f *FS) Drain(ctx context.Context) error {
 	}
 }
 
-// recover uploads what a previous mount journaled but did not upload.
-func (wb *writeBack) recover(ctx context.Context) error {
-	f := wb.f
-	names, _ := filepath.Glob(filepath.Join(wb.dir, "*.json"))
+// readJournal returns the entries a previous mount left in the journal.
+func (f *FS) readJournal() []*journalEntry {
+	names, _ := filepath.Glob(filepath.Join(f.journalDir(), "*.json"))
+	var entries []*journalEntry
 	for _, p := range names {
 		b, err := os.ReadFile(p)
-		var e journalEntry
+		e := new(journalEntry)
 		if err == nil {
-			err = json.Unmarshal(b, &e)
+			err = json.Unmarshal(b, e)
 		}
 		if err != nil || e.ID+".json" != filepath.Base(p) || !strings.HasPrefix(e.Key, f.opt.Prefix) {
 			f.log.Warn("journal entry unreadable or for another prefix; left in place", "file", p, "err", err)
 			continue
 		}
-		if err := wb.replay(ctx, &e); err != nil {
+		entries = append(entries, e)
+	}
+	return entries
+}
+
+// keptUploads is the ids of the multipart uploads that entries resume.
+func keptUploads(entries []*journalEntry) map[string]bool {
+	ids := map[string]bool{}
+	for _, e := range entries {
+		if e.Upload != nil {
+			ids[e.Upload.ID] = true
+		}
+	}
+	return ids
+}
+
+// recoverJournal uploads what a previous mount journaled but did not
+// upload.
+func (f *FS) recoverJournal(ctx context.Context, entries []*journalEntry) {
+	for _, e := range entries {
+		if err := f.replay(ctx, e); err != nil {
 			f.log.Error("upload from the journal failed; the data stays in the cache", "key", e.Key, "cache_file", e.Cache, "err", err)
 			continue
 		}
 		f.log.Info("uploaded from the journal", "key", e.Key, "bytes", e.Size)
 	}
-	return nil
 }
 
-func (wb *writeBack) replay(ctx context.Context, e *journalEntry) error {
-	f := wb.f
+func (f *FS) replay(ctx context.Context, e *journalEntry) error {
 	wf, err := f.store.Adopt(e.Cache, e.Present)
 	if err != nil {
 		return err
 	}
+	if e.Upload != nil {
+		err = f.resumeKept(ctx, e, wf)
+	} else {
+		err = f.replayWhole(ctx, e, wf)
+	}
+	if err != nil {
+		wf.Close()
+		return err
+	}
+	f.removeEntry(e.ID)
+	wf.Remove()
+	f.stats.forget(e.Key)
+	f.abortStale(ctx, e.Key)
+	return nil
+}
+
+// replayWhole uploads a journaled file the cache holds whole.
+func (f *FS) replayWhole(ctx context.Context, e *journalEntry, wf *cache.WriteFile) error {
 	o, err := f.bucket.Head(ctx, &transport.HeadInput{Key: e.Key})
 	switch {
 	case err == nil && o.Metadata[metaJournalID] == e.ID:
 		// Uploaded before the crash; only the journal was left behind.
+		return nil
 	case err != nil && !errors.Is(err, transport.ErrNotFound):
-		wf.Close()
 		return err
-	default:
-		baseSize := e.BaseObjectSize
-		if baseSize == 0 {
-			baseSize = e.BaseSize // an entry from before BaseObjectSize
-		}
-		ws := &writeState{wf: wf, base: objMeta{etag: e.BaseETag, size: baseSize}, baseEnd: e.BaseSize, baseKey: e.BaseKey, size: e.Size, dirty: true}
-		if ws.baseKey == "" {
-			ws.baseKey = e.Key
-		}
-		meta := map[string]string{}
-		for k, v := range e.Meta {
-			meta[k] = v
-		}
-		meta[metaJournalID] = e.ID
-		if _, err := f.upload(ctx, e.Key, ws.baseKey, ws.wf, ws.base, ws.baseEnd, stream{}, e.Size, meta); err != nil {
-			wf.Close()
-			return err
-		}
 	}
-	wb.removeEntry(e.ID)
-	wf.Remove()
-	f.stats.forget(e.Key)
-	wb.abortStale(ctx, e.Key)
-	return nil
+	baseSize := e.BaseObjectSize
+	if baseSize == 0 {
+		baseSize = e.BaseSize // an entry from before BaseObjectSize
+	}
+	base := objMeta{etag: e.BaseETag, size: baseSize}
+	baseKey := e.BaseKey
+	if baseKey == "" {
+		baseKey = e.Key
+	}
+	meta := maps.Clone(e.Meta)
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	meta[metaJournalID] = e.ID
+	_, err = f.upload(ctx, e.Key, baseKey, wf, base, e.BaseSize, stream{}, e.Size, meta)
+	return err
+}
+
+// resumeKept finishes the multipart upload of a streamed file whose parts
+// left the cache: the parts the upload lacks (the tail, rewritten and
+// failed parts) are sent from the cache, and it is completed.
+func (f *FS) resumeKept(ctx context.Context, e *journalEntry, wf *cache.WriteFile) error {
+	u := e.Upload
+	mw, err := f.up.Resume(ctx, e.Key, u.ID)
+	if errors.Is(err, transport.ErrNotFound) {
+		// Completed just before the mount ended, or aborted by someone
+		// else: the object tells which.
+		if o, herr := f.bucket.Head(ctx, &transport.HeadInput{Key: e.Key}); herr == nil && o.Size == e.Size {
+			return nil
+		}
+		return fmt.Errorf("its multipart upload %s is gone, with the parts that had left the cache: %w", u.ID, err)
+	}
+	if err != nil {
+		return err
+	}
+	note := uploadNotePath(f.uploadNotesDir(), u.ID)
+	mw.OnEnd(func() { os.Remove(note) })
+	st := stream{mw: mw, ok: true, seqEnd: e.Size, nextPart: len(u.PartEnds) + 1, partEnds: u.PartEnds, meta: u.Meta}
+	if n := len(u.PartEnds); n > 0 {
+		st.nextOff = u.PartEnds[n-1]
+	}
+	for _, p := range u.Redo {
+		if st.redo == nil {
+			st.redo = map[int]bool{}
+		}
+		st.redo[p] = true
+	}
+	_, err = f.finishStream(ctx, wf, st, e.Size, e.Meta)
+	if errors.As(err, new(metaNotApplied)) {
+		f.log.Warn("attributes of a file uploaded from the journal not written", "key", e.Key, "err", err)
+		err = nil
+	}
+	return err
 }
 
 // abortStale aborts the multipart uploads of key that a crashed mount left
 // behind (a file streamed while it was written).
-func (wb *writeBack) abortStale(ctx context.Context, key string) {
-	b := wb.f.bucket
+func (f *FS) abortStale(ctx context.Context, key string) {
+	b := f.bucket
 	ups, err := b.ListMultipartUploads(ctx, key)
 	if err != nil {
 		return
 	}
 	for _, u := range ups {
-		if u.Key == key && u.Initiated.Before(wb.f.mountTime) {
+		if u.Key == key && u.Initiated.Before(f.mountTime) {
 			_ = b.AbortMultipart(ctx, key, u.UploadID)
 		}
 	}
+}
+
+// setFailed notes whether n's last upload failed.
+func (f *FS) setFailed(n *File, failed bool) {
+	f.failedMu.Lock()
+	defer f.failedMu.Unlock()
+	if failed {
+		f.failed[n] = true
+	} else {
+		delete(f.failed, n)
+	}
+}
+
+// keepFailed runs when the mount ends. Each file whose last upload failed
+// (its close or fsync reported it) is uploaded once more; one that still
+// fails is journaled, so that the next mount on this cache dir uploads it
+// from the cache before it is ready, as it does after a crash. Files the
+// write-back journal already names are the write-back's.
+func (f *FS) keepFailed(ctx context.Context) error {
+	f.failedMu.Lock()
+	files := make([]*File, 0, len(f.failed))
+	for n := range f.failed {
+		files = append(files, n)
+	}
+	f.failedMu.Unlock()
+	var kept, lost int
+	for _, n := range files {
+		if n.journaledNow() {
+			continue
+		}
+		if ctx.Err() == nil && n.flushNow(ctx) == 0 {
+			n.dropClean()
+			continue
+		}
+		key, err := n.journalFailed()
+		switch {
+		case err != nil:
+			lost++
+			f.log.Error("file not uploaded and not journaled; its data is lost when the cache dir is emptied", "key", key, "err", err)
+		case key != "":
+			kept++
+			f.log.Warn("file not uploaded; journaled for the next mount on this cache dir", "key", key)
+		}
+	}
+	switch {
+	case lost > 0:
+		return fmt.Errorf("%d files could not be uploaded nor journaled, and %d were journaled for the next mount on %s", lost, kept, f.opt.CacheDir)
+	case kept > 0:
+		return fmt.Errorf("%d files could not be uploaded; the next mount on %s uploads them", kept, f.opt.CacheDir)
+	}
+	return nil
+}
+
+// journaledNow reports whether n's pending upload is in the journal.
+func (n *File) journaledNow() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ws != nil && n.ws.journalID != ""
+}
+
+// journalFailed writes a journal entry for n's failed upload, with its
+// kept multipart upload if parts of it left the cache. It returns the key,
+// "" when nothing needs uploading any more.
+func (n *File) journalFailed() (string, error) {
+	f := n.fsys
+	key := n.key()
+	n.mu.Lock()
+	ws := n.ws
+	if ws == nil || !ws.dirty || ws.unlinked {
+		n.mu.Unlock()
+		return "", nil
+	}
+	e := n._journalEntry(key)
+	e.ID = newJournalID()
+	switch st := ws.st; {
+	case st.mw != nil && ws.discarded:
+		e.Upload = &keptUpload{ID: st.mw.UploadID(), PartEnds: slices.Clone(st.partEnds), Meta: st.meta}
+		for p := range st.redo {
+			e.Upload.Redo = append(e.Upload.Redo, p)
+		}
+		slices.Sort(e.Upload.Redo)
+		e.Meta = n._uploadMetaWith(st)
+	case ws.wf.Discarded(cache.Range{Off: 0, Len: ws.size}):
+		n.mu.Unlock()
+		return key, errors.New("parts of it left the cache and the multipart upload holding them is gone")
+	}
+	n.mu.Unlock()
+	if err := ws.wf.Sync(); err != nil {
+		return key, err
+	}
+	return key, f.writeEntry(e)
 }

@@ -186,7 +186,7 @@ func (n *File) markUnlinked(key string) bool {
 	if ws := n.ws; ws != nil {
 		ws.unlinked = true
 		if ws.journalID != "" {
-			n.fsys.wb.removeEntry(ws.journalID)
+			n.fsys.removeEntry(ws.journalID)
 			ws.journalID = ""
 		}
 		if ws.st.mw != nil {

@@ -95,6 +95,9 @@ type rig struct {
 	mnt            string
 	cacheDir       string
 	fsys           *cfs.FS
+	// unmount ends the mount and drains it (as cosmount does when it
+	// ends), returning the drain's error; nil when not mounted.
+	unmount func() error
 }
 
 func newBucket(t *testing.T) *rig {
@@ -171,12 +174,24 @@ func (r *rig) mount(opt cfs.Options) {
 		cancel()
 		t.Fatalf("mount: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := server.Unmount(); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-		cancel()
-	})
+	var once sync.Once
+	end := func(drain bool) error {
+		var err error
+		once.Do(func() {
+			if uerr := server.Unmount(); uerr != nil {
+				t.Errorf("unmount: %v", uerr)
+			}
+			if drain {
+				server.Wait()
+				err = fsys.Drain(ctx)
+			}
+			cancel()
+			fsys.Close()
+		})
+		return err
+	}
+	r.unmount = func() error { return end(true) }
+	t.Cleanup(func() { end(false) })
 }
 
 // put stores an object directly in the bucket, past the mount.

@@ -60,9 +60,10 @@ func writeNote(p string, n uploadNote) error {
 	return writeDurable(p, b)
 }
 
-// abortNotedUploads aborts the uploads a previous mount left noted. One
-// that cannot be aborted now keeps its note for the next mount.
-func (f *FS) abortNotedUploads(ctx context.Context) {
+// abortNotedUploads aborts the uploads a previous mount left noted, but
+// those in keep (which the journal resumes). One that cannot be aborted now
+// keeps its note for the next mount.
+func (f *FS) abortNotedUploads(ctx context.Context, keep map[string]bool) {
 	dir := f.uploadNotesDir()
 	names, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 	for _, p := range names {
@@ -75,8 +76,10 @@ func (f *FS) abortNotedUploads(ctx context.Context) {
 			f.log.Warn("upload note unreadable; left in place", "file", p, "err", err)
 			continue
 		}
-		if !strings.HasPrefix(n.Key, f.opt.Prefix) {
-			continue // another prefix's mount; its own next mount aborts it
+		if !strings.HasPrefix(n.Key, f.opt.Prefix) || keep[n.UploadID] {
+			// Another prefix's mount (its own next mount aborts it), or
+			// the only copy of parts a journaled file lacks.
+			continue
 		}
 		err = f.bucket.AbortMultipart(ctx, n.Key, n.UploadID)
 		if err != nil && !errors.Is(err, transport.ErrNotFound) {

@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strconv"
 	"syscall"
@@ -359,12 +360,7 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 	}
 	gen, size, base, baseKey, baseEnd, emptied := ws.gen, ws.size, ws.base, ws.baseKey, ws.baseEnd, ws.emptied
 	st := ws._detachStream()
-	meta := n.fsys.uploadMeta(n.meta)
-	if !ws.mtimeSet && st.mw != nil {
-		// A streamed upload keeps the server's time of completion.
-		delete(meta, metaMtime)
-		delete(meta, metaMtimeN)
-	}
+	meta := n._uploadMetaWith(st)
 	journalID := ws.journalID
 	if journalID != "" {
 		meta[metaJournalID] = journalID
@@ -383,6 +379,7 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 	var metaErr metaNotApplied
 	if err != nil && !errors.As(err, &metaErr) {
 		ws.lastErr = err
+		n.fsys.setFailed(n, true)
 		if errors.As(err, new(streamKept)) {
 			// Parts of the file are only in the streamed upload: the
 			// next flush finishes it, unless the file was emptied
@@ -400,10 +397,11 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 		return n.fsys.errno("upload", key, err)
 	}
 	ws.lastErr = nil
+	n.fsys.setFailed(n, false)
 	ws.uploaded = true
 	n.fsys.namespaceChanged() // a new object, or a new version of one
 	if journalID != "" && ws.journalID == journalID && ws.gen == gen {
-		n.fsys.wb.removeEntry(journalID)
+		n.fsys.removeEntry(journalID)
 		ws.journalID = ""
 	}
 	n.meta.etag = etag
@@ -431,6 +429,18 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 		}
 	}
 	return 0
+}
+
+// _uploadMetaWith is the metadata n's upload through st is completed
+// with. Called with n.mu held.
+func (n *File) _uploadMetaWith(st stream) map[string]string {
+	meta := n.fsys.uploadMeta(n.meta)
+	if !n.ws.mtimeSet && st.mw != nil {
+		// A streamed upload keeps the server's time of completion.
+		delete(meta, metaMtime)
+		delete(meta, metaMtimeN)
+	}
+	return meta
 }
 
 // uploadMeta is the metadata an object is written with, in the form cosfs
@@ -553,6 +563,11 @@ func (f *FS) finishStream(ctx context.Context, wf *cache.WriteFile, st stream, s
 	}
 	send := func(num int) error {
 		r := parts[num]
+		if len(wf.Missing(r)) > 0 {
+			// Never zeros for bytes the cache lost: a part not in the
+			// cache must be on the server already.
+			return fmt.Errorf("part %d of the streamed upload is neither uploaded nor in the cache", num)
+		}
 		return mw.AddPart(ctx, num, wf, r.Off, r.Len)
 	}
 	num, off := st.nextPart, st.nextOff

@@ -310,11 +310,13 @@ func TestUnlinkedFileStaysReadableThroughItsHandle(t *testing.T) {
 // failingBucket fails uploads while fail is set.
 type failingBucket struct {
 	*countingBucket
-	fail atomic.Bool
+	fail    atomic.Bool
+	refused atomic.Int64
 }
 
 func (b *failingBucket) Put(ctx context.Context, in *transport.PutInput) (*transport.PutOutput, error) {
 	if b.fail.Load() {
+		b.refused.Add(1)
 		return nil, &transport.Error{Op: "PUT", Key: in.Key, StatusCode: 403, Code: "AccessDenied", Kind: transport.ErrAccessDenied}
 	}
 	return b.countingBucket.Put(ctx, in)
@@ -350,6 +352,61 @@ func TestFailedUploadReportedFromCloseAndKept(t *testing.T) {
 	}
 	if got, _ := r.object("f"); string(got) != "precious" {
 		t.Fatalf("object after the retried upload: %q", got)
+	}
+}
+
+// journalEntries is the entries in a cache dir's journal.
+func journalEntries(t *testing.T, cacheDir string) []string {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(cacheDir, "journal", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// A file whose upload still fails when the mount ends is tried once more
+// by the unmount, then journaled: the next mount on the same cache dir
+// uploads it before it is ready, and the cache keeps nothing of it after.
+func TestFailedUploadJournaledAtUnmountAndUploadedByTheNextMount(t *testing.T) {
+	r := newBucket(t)
+	fb := &failingBucket{countingBucket: &countingBucket{Bucket: r.client}}
+	r.counter = fb.countingBucket
+	r.bucketOverride = fb
+	cacheDir := t.TempDir()
+	r.mount(cfs.Options{CacheDir: cacheDir})
+	fb.fail.Store(true)
+	if err := os.WriteFile(filepath.Join(r.mnt, "f"), []byte("precious"), 0o644); !errors.Is(err, syscall.EACCES) {
+		t.Fatalf("write with a refused upload: %v, want EACCES", err)
+	}
+	refused := fb.refused.Load()
+	err := r.unmount()
+	if err == nil || !strings.Contains(err.Error(), "next mount") {
+		t.Fatalf("unmount with a file not uploaded: %v, want an error naming the next mount", err)
+	}
+	if fb.refused.Load() == refused {
+		t.Error("the unmount did not try the upload again")
+	}
+	if n := len(journalEntries(t, cacheDir)); n != 1 {
+		t.Fatalf("%d journal entries after the unmount, want 1", n)
+	}
+	if _, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "f"}); !errors.Is(err, transport.ErrNotFound) {
+		t.Fatalf("object before the next mount: %v, want none", err)
+	}
+
+	fb.fail.Store(false)
+	r.mount(cfs.Options{CacheDir: cacheDir})
+	if got, info := r.object("f"); string(got) != "precious" || info.Metadata["cosmount-wb"] == "" {
+		t.Fatalf("object after the next mount: %q %v, want \"precious\" uploaded from the journal", got, info)
+	}
+	if n := len(journalEntries(t, cacheDir)); n != 0 {
+		t.Errorf("%d journal entries left after the upload", n)
+	}
+	if wb, _ := filepath.Glob(filepath.Join(cacheDir, "wb-*")); len(wb) != 0 {
+		t.Errorf("write-back files left in the cache: %v", wb)
+	}
+	if b, err := os.ReadFile(filepath.Join(r.mnt, "f")); err != nil || string(b) != "precious" {
+		t.Errorf("file through the new mount: %q %v", b, err)
 	}
 }
 
@@ -556,17 +613,23 @@ func TestStreamedFileLargerThanTheCacheSurvivesAFailedComplete(t *testing.T) {
 	}
 	r.noUploadsLeft()
 
+	// writeRefused writes a file of size bytes whose close fails.
+	writeRefused := func(name string) {
+		t.Helper()
+		f, err := os.Create(filepath.Join(r.mnt, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writePattern(t, f, size)
+		rt.refuse.Store(true)
+		if err := f.Close(); err == nil {
+			t.Fatalf("close of %s with Complete refused succeeded", name)
+		}
+	}
+
 	// Failed again, then emptied: the kept upload is dropped with the
 	// parts it held, and the file holds what was written after.
-	f, err = os.Create(filepath.Join(r.mnt, "big2"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	writePattern(t, f, size)
-	rt.refuse.Store(true)
-	if err := f.Close(); err == nil {
-		t.Fatal("close with Complete refused succeeded")
-	}
+	writeRefused("big2")
 	rt.refuse.Store(false)
 	if err := os.WriteFile(filepath.Join(r.mnt, "big2"), []byte("small"), 0o644); err != nil {
 		t.Fatalf("rewrite of the emptied file: %v", err)
@@ -575,6 +638,31 @@ func TestStreamedFileLargerThanTheCacheSurvivesAFailedComplete(t *testing.T) {
 		t.Errorf("big2 holds %d bytes, want \"small\"", len(got))
 	}
 	r.noUploadsLeft()
+
+	// Failed once more, and the mount ends: the kept upload is journaled
+	// and the next mount on the cache dir completes it from the cache
+	// (the tail) and the server (the parts that left the cache).
+	writeRefused("big3")
+	refused := rt.refused.Load()
+	if err := r.unmount(); err == nil {
+		t.Fatal("unmount with an upload refused reported nothing")
+	}
+	if rt.refused.Load() == refused {
+		t.Error("the unmount did not try to complete the upload again")
+	}
+	if n := len(journalEntries(t, r.cacheDir)); n != 1 {
+		t.Fatalf("%d journal entries after the unmount, want 1", n)
+	}
+	rt.refuse.Store(false)
+	r.mount(cfs.Options{CacheSize: 32 << 20, CacheDir: r.cacheDir})
+	r.objectPattern("big3", size)
+	r.noUploadsLeft()
+	if n := len(journalEntries(t, r.cacheDir)); n != 0 {
+		t.Errorf("%d journal entries left after the upload", n)
+	}
+	if notes, _ := filepath.Glob(filepath.Join(r.cacheDir, "uploads", "*.json")); len(notes) != 0 {
+		t.Errorf("upload notes left: %v", notes)
+	}
 }
 
 func TestFullCacheDiskGivesENOSPCAndNoCorruptObject(t *testing.T) {

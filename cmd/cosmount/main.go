@@ -247,10 +247,8 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 		case <-drainCtx.Done():
 		}
 	}()
-	if err := fsys.Drain(drainCtx); err != nil {
-		return err
-	}
-	return nil
+	defer fsys.Close()
+	return fsys.Drain(drainCtx)
 }
 
 // raiseReadahead lets the kernel read ahead further than its 128 KiB
