@@ -358,7 +358,7 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 		n.mu.Unlock()
 		return 0
 	}
-	gen, size, base, baseKey, baseEnd, emptied := ws.gen, ws.size, ws.base, ws.baseKey, ws.baseEnd, ws.emptied
+	gen, size, base, baseKey, baseEnd, emptied, discarded := ws.gen, ws.size, ws.base, ws.baseKey, ws.baseEnd, ws.emptied, ws.discarded
 	st := ws._detachStream()
 	meta := n._uploadMetaWith(st)
 	journalID := ws.journalID
@@ -367,13 +367,25 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 	}
 	n.mu.Unlock()
 	key := n.key()
+	upKey := key
 	if st.mw != nil && st.mw.Key() != key {
-		// Streamed under a name the file no longer has (its directory
-		// was renamed): start over under the new one.
-		_ = st.mw.Abort(ctx)
-		st = stream{}
+		// Streamed under a name the file no longer has: a directory above
+		// it was renamed while the stream began.
+		if discarded {
+			// Parts of it left the cache and exist only in that upload:
+			// it is completed under the old name, and the object moved.
+			upKey = st.mw.Key()
+		} else {
+			// Start over under the new one.
+			_ = st.mw.Abort(ctx)
+			st = stream{}
+		}
 	}
-	etag, err := n.fsys.upload(ctx, key, baseKey, ws.wf, base, baseEnd, st, size, meta)
+	etag, err := n.fsys.upload(ctx, upKey, baseKey, ws.wf, base, baseEnd, st, size, meta)
+	if upKey != key && (err == nil || errors.As(err, new(metaNotApplied))) {
+		// The move's copy carries the attributes.
+		etag, err = n.moveStreamed(ctx, upKey, key, etag, size, emptied, meta)
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var metaErr metaNotApplied
@@ -429,6 +441,23 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 		}
 	}
 	return 0
+}
+
+// moveStreamed moves the object a stream completed under the file's former
+// key to its key. When the move fails, that object holds the file's data,
+// including the parts that left the cache: it becomes the base the next
+// upload copies them from.
+func (n *File) moveStreamed(ctx context.Context, from, to, etag string, size int64, emptied int, meta map[string]string) (string, error) {
+	newETag, errno := n.fsys.moveObject(ctx, from, to, objMeta{etag: etag, size: size}, meta)
+	if errno == 0 {
+		return newETag, nil
+	}
+	n.mu.Lock()
+	if ws := n.ws; ws.emptied == emptied {
+		ws.base, ws.baseKey, ws.baseEnd, ws.discarded = objMeta{etag: etag, size: size}, from, min(size, ws.size), false
+	}
+	n.mu.Unlock()
+	return "", fmt.Errorf("uploaded under its former name %q, not moved to its name: %w", from, errno)
 }
 
 // _uploadMetaWith is the metadata n's upload through st is completed

@@ -936,6 +936,78 @@ func TestRenameDirectoryRefusedWhileAFileInItOutgrowsTheCache(t *testing.T) {
 	r.noUploadsLeft()
 }
 
+// gatedLists holds the LISTs of prefix without a delimiter (a directory
+// rename's) until open is closed, and signals held for each.
+type gatedLists struct {
+	*countingBucket
+	prefix string
+	held   chan struct{}
+	open   chan struct{}
+}
+
+func (b *gatedLists) List(ctx context.Context, in *transport.ListInput) (*transport.ListOutput, error) {
+	if in.Prefix == b.prefix && in.Delimiter == "" {
+		select {
+		case b.held <- struct{}{}:
+		default:
+		}
+		<-b.open
+	}
+	return b.countingBucket.List(ctx, in)
+}
+
+// A file emptied and written while a directory above it is being renamed
+// streams under its old name, and its uploaded parts leave the cache: they
+// exist only in that upload. Its close completes the upload under the old
+// name and moves the object to the new one; nothing is lost or left behind.
+func TestFileStreamedWhileItsDirectoryIsRenamedKeepsItsParts(t *testing.T) {
+	r := newBucket(t)
+	gb := &gatedLists{countingBucket: r.counter, prefix: "d/", held: make(chan struct{}, 1), open: make(chan struct{})}
+	r.bucketOverride = gb
+	r.mount(cfs.Options{CacheSize: 32 << 20})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	if err := os.Mkdir(m("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w, err := os.Create(m("d/big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	renamed := make(chan error, 1)
+	go func() { renamed <- os.Rename(m("d"), m("e")) }()
+	select {
+	case <-gb.held:
+	case <-time.After(10 * time.Second):
+		close(gb.open)
+		t.Fatal("the directory rename sent no listing")
+	}
+	// Emptied: the file may stream again, under the name it has now.
+	if err := w.Truncate(0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	const size = 96 << 20
+	writePattern(t, w, size)
+	close(gb.open)
+	if err := <-renamed; err != nil {
+		t.Fatalf("rename of the directory: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("close after the rename: %v", err)
+	}
+	r.objectPattern("e/big", size)
+	if _, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "d/big"}); !errors.Is(err, transport.ErrNotFound) {
+		t.Errorf("object under the old name: %v, want none", err)
+	}
+	r.noUploadsLeft()
+}
+
 func TestUnlinkWhileOpenForWriting(t *testing.T) {
 	r := newBucket(t)
 	r.put("f", []byte("abc"), nil)
