@@ -118,6 +118,30 @@ func newBucket(t *testing.T) *rig {
 	return &rig{t: t, bucketName: bucket, client: c, counter: &countingBucket{Bucket: c}}
 }
 
+// newBucketThrough is newBucket with the client's requests sent through
+// wrap(the default transport), for tests that hold or refuse some of them.
+func newBucketThrough(t *testing.T, wrap func(http.RoundTripper) http.RoundTripper) *rig {
+	t.Helper()
+	r := newBucket(t)
+	srv := testrig.Get(t)
+	tr := transport.DefaultTransport()
+	t.Cleanup(tr.CloseIdleConnections)
+	c, err := transport.New(transport.Config{
+		Flavor:      transport.FlavorS3,
+		Endpoint:    srv.Endpoint,
+		Bucket:      r.bucketName,
+		Region:      srv.Region,
+		PathStyle:   true,
+		Credentials: auth.NewStatic(auth.Credentials{SecretID: srv.AccessKey, SecretKey: srv.SecretKey}),
+		HTTPClient:  &http.Client{Transport: wrap(tr)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.client, r.counter = c, &countingBucket{Bucket: c}
+	return r
+}
+
 // newCOSFakeBucket is a rig over the in-process COS bucket (internal/cosfake)
 // with a cos-flavour client, for keys the test server cannot store: seed
 // them with the fake's Put.

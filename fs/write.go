@@ -163,11 +163,18 @@ func (h *handle) write(ctx context.Context, data []byte, off int64) (uint32, sys
 		// The gap between the old end and off reads as zeros.
 		ws.baseEnd = min(ws.baseEnd, ws.size)
 	}
-	if ws.st.ok && off < ws.st.seqEnd {
+	if end := off + int64(len(data)); ws.st.ok && off != ws.st.seqEnd {
 		// A rewrite of streamed parts: they are sent again at close, and
 		// marked so before the write, so that an upload of one of them
 		// ending meanwhile does not let its bytes leave the cache.
-		ws.st.markRedo(off, off+int64(len(data)))
+		ws.st.markRedo(off, end)
+		if end > ws.st.seqEnd {
+			// Out of order (past the end, or over it): the stream
+			// cannot complete the file, and from now on no part may
+			// leave the cache (see streamParts), which must hold the
+			// whole file for its upload at close.
+			ws.st.ok = false
+		}
 	}
 	n.mu.Unlock()
 	w, err := ws.wf.WriteAt(data, off)
@@ -302,11 +309,12 @@ func (n *File) streamParts(ctx context.Context, parts []streamPart) syscall.Errn
 			// when it is more than half full, so that a file larger than
 			// the cache can still be written (sequentially). Never with
 			// the write-back journal, which must be able to upload the
-			// whole file after a crash, and never a part rewritten since
-			// it was handed over.
+			// whole file after a crash, never a part rewritten since it
+			// was handed over, and never once the file was written out
+			// of order (the stream will not complete it).
 			if f.wb == nil && f.store.Pressure() {
 				n.mu.Lock()
-				if !ws.st.redo[num] && ws.st.mw == mw {
+				if !ws.st.redo[num] && ws.st.mw == mw && ws.st.ok {
 					ws.discarded = true
 					ws.wf.Discard(r)
 					n.mu.Unlock()

@@ -23,7 +23,6 @@ import (
 	"github.com/hanwen/go-fuse/v2/posixtest"
 	"golang.org/x/sys/unix"
 
-	"cosmount/auth"
 	cfs "cosmount/fs"
 	"cosmount/internal/testrig"
 	"cosmount/transport"
@@ -550,24 +549,8 @@ func (rt *refusingCompletes) RoundTrip(req *http.Request) (*http.Response, error
 // streamed upload, which holds the only copy of those parts, stays open:
 // the next close completes it and the object has every byte.
 func TestStreamedFileLargerThanTheCacheSurvivesAFailedComplete(t *testing.T) {
-	r := newBucket(t)
-	srv := testrig.Get(t)
-	tr := transport.DefaultTransport()
-	t.Cleanup(tr.CloseIdleConnections)
-	rt := &refusingCompletes{next: tr}
-	c, err := transport.New(transport.Config{
-		Flavor:      transport.FlavorS3,
-		Endpoint:    srv.Endpoint,
-		Bucket:      r.bucketName,
-		Region:      srv.Region,
-		PathStyle:   true,
-		Credentials: auth.NewStatic(auth.Credentials{SecretID: srv.AccessKey, SecretKey: srv.SecretKey}),
-		HTTPClient:  &http.Client{Transport: rt},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.client, r.counter = c, &countingBucket{Bucket: c}
+	rt := &refusingCompletes{}
+	r := newBucketThrough(t, func(next http.RoundTripper) http.RoundTripper { rt.next = next; return rt })
 	r.mount(cfs.Options{CacheSize: 32 << 20})
 	const size = 96 << 20
 	p := filepath.Join(r.mnt, "big")
@@ -663,6 +646,75 @@ func TestStreamedFileLargerThanTheCacheSurvivesAFailedComplete(t *testing.T) {
 	if notes, _ := filepath.Glob(filepath.Join(r.cacheDir, "uploads", "*.json")); len(notes) != 0 {
 		t.Errorf("upload notes left: %v", notes)
 	}
+}
+
+// holdingParts holds UploadPart requests until open is closed, and counts
+// those answered.
+type holdingParts struct {
+	next     http.RoundTripper
+	open     chan struct{}
+	held     atomic.Int64
+	answered atomic.Int64
+}
+
+func (rt *holdingParts) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodPut || !req.URL.Query().Has("partNumber") {
+		return rt.next.RoundTrip(req)
+	}
+	rt.held.Add(1)
+	<-rt.open
+	resp, err := rt.next.RoundTrip(req)
+	rt.answered.Add(1)
+	return resp, err
+}
+
+// A file written from 0 and then out of order (past its end, as cp
+// --sparse does over a hole) no longer streams: a part handed to the
+// upload before stays in the cache when its upload ends, however full the
+// cache is, and close uploads the whole file from it.
+func TestOutOfOrderWriteKeepsStreamedPartsInTheCache(t *testing.T) {
+	hp := &holdingParts{open: make(chan struct{})}
+	r := newBucketThrough(t, func(next http.RoundTripper) http.RoundTripper { hp.next = next; return hp })
+	r.mount(cfs.Options{CacheSize: 16 << 20})
+	f, err := os.Create(filepath.Join(r.mnt, "sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const seq, hole, tail = 12 << 20, 14 << 20, 1 << 20
+	writePattern(t, f, seq) // part 1 goes to the upload, and is held there
+	eventually(t, 10*time.Second, func() error {
+		if hp.held.Load() == 0 {
+			return errors.New("no part sent yet")
+		}
+		return nil
+	})
+	want := make([]byte, hole+tail)
+	fillPattern(want[:seq], 0)
+	fillPattern(want[hole:], hole)
+	if _, err := f.WriteAt(want[hole:], hole); err != nil {
+		t.Fatal(err)
+	}
+	close(hp.open)
+	eventually(t, 10*time.Second, func() error {
+		if hp.answered.Load() == 0 {
+			return errors.New("the part is not uploaded yet")
+		}
+		return nil
+	})
+	// Time for the part's upload to end in the mount, where a part
+	// uploaded under pressure may leave the cache.
+	time.Sleep(300 * time.Millisecond)
+	if _, err := f.ReadAt(make([]byte, 4096), 0); err != nil {
+		t.Fatalf("read of the first part after its upload: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if got, _ := r.object("sparse"); !bytes.Equal(got, want) {
+		t.Fatalf("object of %d bytes differs from the %d written", len(got), len(want))
+	}
+	r.noUploadsLeft()
 }
 
 func TestFullCacheDiskGivesENOSPCAndNoCorruptObject(t *testing.T) {
