@@ -114,10 +114,16 @@ func (d *Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gof
 		return nil, syscall.ENAMETOOLONG
 	}
 	key := d.prefix() + name
-	if n := d.childFile(name); n != nil && n.writing() {
-		// Being written here: the local copy is the truth.
-		m, _ := n.refresh(ctx)
-		d.fsys.fillAttr(m, &out.Attr)
+	n, revived := d.childFile(name), false
+	if n == nil {
+		// Forgotten by the kernel with work pending: it comes back.
+		n = d.fsys.takeDetached(key)
+		revived = n != nil
+	}
+	if n != nil && (revived || n.writing()) {
+		// Being written here (or its attributes not written yet): the
+		// local copy is the truth.
+		d.fsys.fillAttr(n.getMetaWithSize(), &out.Attr)
 		out.SetEntryTimeout(d.fsys.opt.StatTTL)
 		out.SetAttrTimeout(d.fsys.opt.StatTTL)
 		return n.EmbeddedInode(), 0
@@ -216,12 +222,16 @@ func (d *Dir) list(ctx context.Context, l *listing) {
 			if len(heads) > 0 {
 				f.lazy.add(heads, f.opt.StatTTL, d)
 			}
+			local := f.detachedIn(d.prefix())
 			for nm, ch := range d.Children() {
 				if n, ok := ch.Operations().(*File); ok && n.writing() {
-					if _, ok := names[nm]; !ok {
-						names[nm] = syscall.S_IFREG
-						ready = append(ready, nm)
-					}
+					local = append(local, nm)
+				}
+			}
+			for _, nm := range local {
+				if _, ok := names[nm]; !ok {
+					names[nm] = syscall.S_IFREG
+					ready = append(ready, nm)
 				}
 			}
 			if len(names) <= maxCompleteDir {

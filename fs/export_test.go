@@ -1,6 +1,11 @@
 package fs
 
-import "cosmount/cache"
+import (
+	"strings"
+	"syscall"
+
+	"cosmount/cache"
+)
 
 // Streams is how many sequential readers share the readahead budget now.
 func (f *FS) Streams() int64 { return f.streams.Load() }
@@ -22,4 +27,27 @@ var StatusTgid = statusTgid
 // read cache, or -1 when it is not cached.
 func (f *FS) CachedBlockLen(key, etag string, i int64) int {
 	return f.blocks.CachedLen(cache.BlockKey{Key: key, ETag: etag, Index: i})
+}
+
+// ForgetEntry asks the kernel to drop its dentry of name in the directory
+// dir (a path from the root, "" for the root), as memory pressure would: an
+// inode nothing else holds is then forgotten.
+func (f *FS) ForgetEntry(dir, name string) syscall.Errno {
+	d := f.root.EmbeddedInode()
+	for _, c := range strings.Split(dir, "/") {
+		if c == "" {
+			continue
+		}
+		if d = d.GetChild(c); d == nil {
+			return syscall.ENOENT
+		}
+	}
+	return d.NotifyEntry(name)
+}
+
+// Detached is how many forgotten files with work pending are noted.
+func (f *FS) Detached() int {
+	f.detachedMu.Lock()
+	defer f.detachedMu.Unlock()
+	return len(f.detached)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -39,6 +40,8 @@ type File struct {
 	// metaDirty: meta holds attributes the object does not have yet (see
 	// metaflush.go).
 	metaDirty bool
+	// lastKey: the key it last had in the tree (see detached.go).
+	lastKey atomic.Pointer[string]
 }
 
 var (
@@ -46,9 +49,8 @@ var (
 	_ = (gofs.NodeOpener)((*File)(nil))
 	_ = (gofs.NodeReadlinker)((*File)(nil))
 	_ = (gofs.NodeSetattrer)((*File)(nil))
+	_ = (gofs.NodeOnForgetter)((*File)(nil))
 )
-
-func (n *File) key() string { return n.fsys.keyOf(n.Path(n.fsys.root.EmbeddedInode())) }
 
 func (n *File) setMeta(m objMeta) {
 	n.mu.Lock()
@@ -685,6 +687,7 @@ func (n *File) dropClean() {
 	if n.ws != nil && !n.ws.dirty && n.opens == 0 {
 		n.ws.wf.Remove()
 		n.ws = nil
+		n.fsys.dropDetached(n)
 	}
 }
 

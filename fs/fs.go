@@ -173,12 +173,15 @@ type FS struct {
 	// again and journals for the next mount (see keepFailed).
 	failedMu sync.Mutex
 	failed   map[*File]bool
-	blocks   *cache.BlockCache
-	stats    *statCache
-	heads    *headQueue
-	lazy     lazyHeads // listed entries whose HEADs wait for a first stat
-	listings listingCache
-	nsGen    atomic.Uint64 // bumped by every change of names (see prefetch.go)
+	// detached: forgotten files with work pending, by key (detached.go).
+	detachedMu sync.Mutex
+	detached   map[string]*File
+	blocks     *cache.BlockCache
+	stats      *statCache
+	heads      *headQueue
+	lazy       lazyHeads // listed entries whose HEADs wait for a first stat
+	listings   listingCache
+	nsGen      atomic.Uint64 // bumped by every change of names (see prefetch.go)
 	// streams counts the sequential readers with a readahead window: they
 	// share half of the read cache (see handle.readahead).
 	streams   atomic.Int64

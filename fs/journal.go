@@ -50,10 +50,15 @@ type journalEntry struct {
 // keptUpload is a streamed file's open multipart upload, as journaled when
 // the mount ends with its upload failed: the next mount resumes it.
 type keptUpload struct {
-	ID       string            `json:"id"`
-	PartEnds []int64           `json:"part_ends"`      // end of each part streamed, from part 1
-	Redo     []int             `json:"redo,omitempty"` // parts rewritten since they were sent
-	Meta     map[string]string `json:"meta"`           // attributes it was initiated with
+	ID string `json:"id"`
+	// Key is where the upload is: the file's key, unless a directory
+	// above the file was renamed while it began (the object is moved to
+	// the entry's key once complete).
+	Key       string            `json:"key"`
+	PartEnds  []int64           `json:"part_ends"`      // end of each part streamed, from part 1
+	ChunkSize int64             `json:"chunk_size"`     // the parts' GrowingPartSize chunk
+	Redo      []int             `json:"redo,omitempty"` // parts rewritten since they were sent
+	Meta      map[string]string `json:"meta"`           // attributes it was initiated with
 }
 
 // writeBack schedules the uploads of closed files after the delay.
@@ -184,6 +189,7 @@ func (n *File) _journalEntry(key string) *journalEntry {
 // attributes.
 func (n *File) rejournal(key string) {
 	f := n.fsys
+	n.setKey(key)
 	if f.wb == nil {
 		return
 	}
@@ -416,21 +422,24 @@ func (f *FS) replayWhole(ctx context.Context, e *journalEntry, wf *cache.WriteFi
 // failed parts) are sent from the cache, and it is completed.
 func (f *FS) resumeKept(ctx context.Context, e *journalEntry, wf *cache.WriteFile) error {
 	u := e.Upload
-	mw, err := f.up.Resume(ctx, e.Key, u.ID)
+	upKey := u.Key
+	if upKey == "" {
+		upKey = e.Key
+	}
+	mw, err := f.up.Resume(ctx, upKey, u.ID)
 	if errors.Is(err, transport.ErrNotFound) {
-		// Completed just before the mount ended, or aborted by someone
-		// else: the object tells which.
-		if o, herr := f.bucket.Head(ctx, &transport.HeadInput{Key: e.Key}); herr == nil && o.Size == e.Size {
-			return nil
-		}
-		return fmt.Errorf("its multipart upload %s is gone, with the parts that had left the cache: %w", u.ID, err)
+		// Completed by a Complete whose answer was lost, or aborted by
+		// someone else (a lifecycle rule): nothing here tells which, and
+		// the object under the key may be an older version of the same
+		// size. The entry stays, for a person to decide.
+		return fmt.Errorf("its multipart upload %s under %q is gone, with the parts that had left the cache; if the object is whole, delete the journal entry %s.json: %w", u.ID, upKey, e.ID, err)
 	}
 	if err != nil {
 		return err
 	}
 	note := uploadNotePath(f.uploadNotesDir(), u.ID)
 	mw.OnEnd(func() { os.Remove(note) })
-	st := stream{mw: mw, ok: true, seqEnd: e.Size, nextPart: len(u.PartEnds) + 1, partEnds: u.PartEnds, meta: u.Meta}
+	st := stream{mw: mw, ok: true, seqEnd: e.Size, nextPart: len(u.PartEnds) + 1, partEnds: u.PartEnds, meta: u.Meta, chunk: u.ChunkSize}
 	if n := len(u.PartEnds); n > 0 {
 		st.nextOff = u.PartEnds[n-1]
 	}
@@ -440,7 +449,14 @@ func (f *FS) resumeKept(ctx context.Context, e *journalEntry, wf *cache.WriteFil
 		}
 		st.redo[p] = true
 	}
-	_, err = f.finishStream(ctx, wf, st, e.Size, e.Meta)
+	etag, err := f.finishStream(ctx, wf, st, e.Size, e.Meta)
+	if upKey != e.Key && (err == nil || errors.As(err, new(metaNotApplied))) {
+		// The move's copy carries the attributes.
+		if _, errno := f.moveObject(ctx, upKey, e.Key, objMeta{etag: etag, size: e.Size}, e.Meta); errno != 0 {
+			return fmt.Errorf("uploaded under its former name %q, not moved to its name: %w", upKey, errno)
+		}
+		err = nil
+	}
 	if errors.As(err, new(metaNotApplied)) {
 		f.log.Warn("attributes of a file uploaded from the journal not written", "key", e.Key, "err", err)
 		err = nil
@@ -537,7 +553,8 @@ func (n *File) journalFailed() (string, error) {
 	e.ID = newJournalID()
 	switch st := ws.st; {
 	case st.mw != nil && ws.discarded:
-		e.Upload = &keptUpload{ID: st.mw.UploadID(), PartEnds: slices.Clone(st.partEnds), Meta: st.meta}
+		e.Upload = &keptUpload{ID: st.mw.UploadID(), Key: st.mw.Key(), PartEnds: slices.Clone(st.partEnds),
+			ChunkSize: st.chunkSize(f), Meta: st.meta}
 		for p := range st.redo {
 			e.Upload.Redo = append(e.Upload.Redo, p)
 		}

@@ -350,6 +350,7 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbed
 			if ch := d.GetChild(name); ch != nil {
 				rejournalTree(ch, dst+"/")
 			}
+			f.moveDetached(src+"/", dst+"/")
 		}
 		return errno
 	}
@@ -410,6 +411,7 @@ func (n *File) rename(ctx context.Context, src, dst string) syscall.Errno {
 		}
 		return errno
 	}
+	n.setKey(dst)
 	n.mu.Lock()
 	if n.ws != nil && n.ws.base.etag == n.meta.etag {
 		n.ws.base.etag, n.ws.baseKey = etag, dst

@@ -66,6 +66,17 @@ type stream struct {
 	redo     map[int]bool
 	// meta went with the upload's Initiate (no mtime).
 	meta map[string]string
+	// chunk sizes its parts (GrowingPartSize); 0: the mount's ChunkSize.
+	// A stream resumed by a later mount keeps the sizes it began with.
+	chunk int64
+}
+
+// chunkSize is what st's parts are sized by.
+func (st *stream) chunkSize(f *FS) int64 {
+	if st.chunk > 0 {
+		return st.chunk
+	}
+	return f.opt.ChunkSize
 }
 
 // _detachStream hands the streaming upload to a flush: later writes no
@@ -240,7 +251,7 @@ func (n *File) _streamTrack(off, end int64) []streamPart {
 		return nil
 	}
 	var parts []streamPart
-	chunk := n.fsys.opt.ChunkSize
+	chunk := ws.st.chunkSize(n.fsys)
 	for {
 		ps := transport.GrowingPartSize(chunk, ws.st.nextPart)
 		if ws.st.seqEnd-ws.st.nextOff < ps {
@@ -609,7 +620,7 @@ func (f *FS) finishStream(ctx context.Context, wf *cache.WriteFile, st stream, s
 	}
 	num, off := st.nextPart, st.nextOff
 	for off < size {
-		ps := min(transport.GrowingPartSize(f.opt.ChunkSize, num), size-off)
+		ps := min(transport.GrowingPartSize(st.chunkSize(f), num), size-off)
 		parts[num] = cache.Range{Off: off, Len: ps}
 		if err := send(num); err != nil {
 			return "", err

@@ -409,6 +409,58 @@ func TestFailedUploadJournaledAtUnmountAndUploadedByTheNextMount(t *testing.T) {
 	}
 }
 
+// The kernel may forget the inode of a closed file whose upload is still
+// pending (here: --write-back-delay). The file keeps its name: a listing
+// shows it, a lookup finds it with its data, and its upload goes to its
+// key, not to the placeholder go-fuse gives a node out of the tree.
+func TestForgottenFileWithAPendingUploadKeepsItsName(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{WriteBackDelay: time.Hour})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	if err := os.Mkdir(m("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(m("d/f"), []byte("pending"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	forget := func() {
+		t.Helper()
+		eventually(t, 10*time.Second, func() error {
+			if errno := r.fsys.ForgetEntry("d", "f"); errno != 0 && errno != syscall.ENOENT {
+				return errno
+			}
+			if n := r.fsys.Detached(); n != 1 {
+				return fmt.Errorf("%d forgotten files noted, want 1", n)
+			}
+			return nil
+		})
+	}
+	forget()
+	if names, err := os.ReadDir(m("d")); err != nil || len(names) != 1 || names[0].Name() != "f" {
+		t.Fatalf("listing of d with f forgotten: %v %v", names, err)
+	}
+	forget() // the listing may have looked it up again
+	if b, err := os.ReadFile(m("d/f")); err != nil || string(b) != "pending" {
+		t.Fatalf("d/f after it was forgotten: %q %v", b, err)
+	}
+	forget()
+	if err := r.unmount(); err != nil {
+		t.Fatalf("unmount: %v", err)
+	}
+	if got, _ := r.object("d/f"); string(got) != "pending" {
+		t.Fatalf("d/f in the bucket: %q", got)
+	}
+	out, err := r.client.List(context.Background(), &transport.ListInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range out.Objects {
+		if strings.Contains(o.Key, ".go-fuse") {
+			t.Errorf("object under a placeholder name: %q", o.Key)
+		}
+	}
+}
+
 func TestCpAndRsyncPreserveModeAndMtime(t *testing.T) {
 	if _, err := exec.LookPath("rsync"); err != nil {
 		t.Fatal("rsync is needed (scripts/test.sh installs it)")
