@@ -45,6 +45,9 @@ type journalEntry struct {
 	// Upload is the multipart upload that holds the parts of a streamed
 	// file that left the cache; nil for a file the cache holds whole.
 	Upload *keptUpload `json:"upload,omitempty"`
+	// Written orders the entries of one key: they are replayed oldest
+	// first, so that the newest data is the last uploaded.
+	Written time.Time `json:"written,omitempty"`
 }
 
 // keptUpload is a streamed file's open multipart upload, as journaled when
@@ -181,7 +184,8 @@ func (n *File) commit() syscall.Errno {
 func (n *File) _journalEntry(key string) *journalEntry {
 	ws := n.ws
 	return &journalEntry{ID: ws.journalID, Key: key, Cache: filepath.Base(ws.wf.Name()), Size: ws.size,
-		Meta: n.fsys.uploadMeta(n.meta), BaseETag: ws.base.etag, BaseKey: ws.baseKey, BaseSize: ws.baseEnd, BaseObjectSize: ws.base.size, Present: ws.wf.Present()}
+		Meta: n.fsys.uploadMeta(n.meta), BaseETag: ws.base.etag, BaseKey: ws.baseKey, BaseSize: ws.baseEnd, BaseObjectSize: ws.base.size, Present: ws.wf.Present(),
+		Written: time.Now()}
 }
 
 // rejournal rewrites a pending file's entry after a rename (to key) or an
@@ -287,7 +291,8 @@ func (f *FS) Drain(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		return fmt.Errorf("uploads of released files still running: %w", ctx.Err())
+		// Given up: what is known to have failed is journaled still.
+		return errors.Join(fmt.Errorf("uploads of released files still running: %w", ctx.Err()), f.keepFailed(ctx))
 	}
 	// Files whose upload failed get one more try, and the journal.
 	failErr := f.keepFailed(ctx)
@@ -342,6 +347,7 @@ func (f *FS) readJournal() []*journalEntry {
 		}
 		entries = append(entries, e)
 	}
+	slices.SortStableFunc(entries, func(a, b *journalEntry) int { return a.Written.Compare(b.Written) })
 	return entries
 }
 
@@ -359,8 +365,9 @@ func keptUploads(entries []*journalEntry) map[string]bool {
 // recoverJournal uploads what a previous mount journaled but did not
 // upload.
 func (f *FS) recoverJournal(ctx context.Context, entries []*journalEntry) {
+	keep := keptUploads(entries)
 	for _, e := range entries {
-		if err := f.replay(ctx, e); err != nil {
+		if err := f.replay(ctx, e, keep); err != nil {
 			f.log.Error("upload from the journal failed; the data stays in the cache", "key", e.Key, "cache_file", e.Cache, "err", err)
 			continue
 		}
@@ -368,7 +375,9 @@ func (f *FS) recoverJournal(ctx context.Context, entries []*journalEntry) {
 	}
 }
 
-func (f *FS) replay(ctx context.Context, e *journalEntry) error {
+// replay uploads e; keep is the multipart uploads that entries resume,
+// which it does not abort.
+func (f *FS) replay(ctx context.Context, e *journalEntry, keep map[string]bool) error {
 	wf, err := f.store.Adopt(e.Cache, e.Present)
 	if err != nil {
 		return err
@@ -385,7 +394,7 @@ func (f *FS) replay(ctx context.Context, e *journalEntry) error {
 	f.removeEntry(e.ID)
 	wf.Remove()
 	f.stats.forget(e.Key)
-	f.abortStale(ctx, e.Key)
+	f.abortStale(ctx, e.Key, keep)
 	return nil
 }
 
@@ -465,15 +474,15 @@ func (f *FS) resumeKept(ctx context.Context, e *journalEntry, wf *cache.WriteFil
 }
 
 // abortStale aborts the multipart uploads of key that a crashed mount left
-// behind (a file streamed while it was written).
-func (f *FS) abortStale(ctx context.Context, key string) {
+// behind (a file streamed while it was written), but those in keep.
+func (f *FS) abortStale(ctx context.Context, key string, keep map[string]bool) {
 	b := f.bucket
 	ups, err := b.ListMultipartUploads(ctx, key)
 	if err != nil {
 		return
 	}
 	for _, u := range ups {
-		if u.Key == key && u.Initiated.Before(f.mountTime) {
+		if u.Key == key && u.Initiated.Before(f.mountTime) && !keep[u.UploadID] {
 			_ = b.AbortMultipart(ctx, key, u.UploadID)
 		}
 	}
@@ -491,10 +500,13 @@ func (f *FS) setFailed(n *File, failed bool) {
 }
 
 // keepFailed runs when the mount ends. Each file whose last upload failed
-// (its close or fsync reported it) is uploaded once more; one that still
-// fails is journaled, so that the next mount on this cache dir uploads it
-// from the cache before it is ready, as it does after a crash. Files the
-// write-back journal already names are the write-back's.
+// (its close or fsync reported it) is journaled, so that the next mount on
+// this cache dir uploads it from the cache before it is ready, as it does
+// after a crash; then it is uploaded once more, and its entry dropped if
+// that works. Journaling first needs no network: a mount killed during the
+// retries still leaves every file journaled. With ctx done (a second
+// signal) files are only journaled, those not being uploaded right now.
+// Files the write-back journal already names are the write-back's.
 func (f *FS) keepFailed(ctx context.Context) error {
 	f.failedMu.Lock()
 	files := make([]*File, 0, len(f.failed))
@@ -507,11 +519,17 @@ func (f *FS) keepFailed(ctx context.Context) error {
 		if n.journaledNow() {
 			continue
 		}
-		if ctx.Err() == nil && n.flushNow(ctx) == 0 {
-			n.dropClean()
+		if ctx.Err() == nil {
+			n.upMu.Lock()
+		} else if !n.upMu.TryLock() {
 			continue
 		}
-		key, err := n.journalFailed()
+		key, id, err := n.journalFailed()
+		if id != "" && ctx.Err() == nil && n.flushNowLocked(ctx) == 0 {
+			f.removeEntry(id)
+			key, err = "", nil
+		}
+		n.upMu.Unlock()
 		switch {
 		case err != nil:
 			lost++
@@ -519,6 +537,8 @@ func (f *FS) keepFailed(ctx context.Context) error {
 		case key != "":
 			kept++
 			f.log.Warn("file not uploaded; journaled for the next mount on this cache dir", "key", key)
+		default:
+			n.dropClean()
 		}
 	}
 	switch {
@@ -538,16 +558,19 @@ func (n *File) journaledNow() bool {
 }
 
 // journalFailed writes a journal entry for n's failed upload, with its
-// kept multipart upload if parts of it left the cache. It returns the key,
-// "" when nothing needs uploading any more.
-func (n *File) journalFailed() (string, error) {
+// kept multipart upload if parts of it left the cache. It returns the key
+// ("" when nothing needs uploading any more) and the entry's id. A file the cache holds whole
+// carries the entry's id from then on, as a --write-back-delay file does:
+// its next upload is marked with it (so the entry is not replayed after
+// it) and drops the entry. Called with n.upMu held.
+func (n *File) journalFailed() (key, id string, err error) {
 	f := n.fsys
-	key := n.key()
+	key = n.key()
 	n.mu.Lock()
 	ws := n.ws
 	if ws == nil || !ws.dirty || ws.unlinked {
 		n.mu.Unlock()
-		return "", nil
+		return "", "", nil
 	}
 	e := n._journalEntry(key)
 	e.ID = newJournalID()
@@ -562,11 +585,13 @@ func (n *File) journalFailed() (string, error) {
 		e.Meta = n._uploadMetaWith(st)
 	case ws.wf.Discarded(cache.Range{Off: 0, Len: ws.size}):
 		n.mu.Unlock()
-		return key, errors.New("parts of it left the cache and the multipart upload holding them is gone")
+		return key, "", errors.New("parts of it left the cache and the multipart upload holding them is gone")
+	default:
+		ws.journalID, ws.committedGen = e.ID, ws.gen
 	}
 	n.mu.Unlock()
 	if err := ws.wf.Sync(); err != nil {
-		return key, err
+		return key, e.ID, err
 	}
-	return key, f.writeEntry(e)
+	return key, e.ID, f.writeEntry(e)
 }

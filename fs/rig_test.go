@@ -204,6 +204,7 @@ func (r *rig) mount(opt cfs.Options) {
 		once.Do(func() {
 			if uerr := server.Unmount(); uerr != nil {
 				t.Errorf("unmount: %v", uerr)
+				drain = false // Wait would wait for the mount to end
 			}
 			if drain {
 				server.Wait()

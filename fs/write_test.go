@@ -409,6 +409,30 @@ func TestFailedUploadJournaledAtUnmountAndUploadedByTheNextMount(t *testing.T) {
 	}
 }
 
+// A file whose upload failed at close but works when the mount ends goes
+// up then, and leaves no journal entry.
+func TestFailedUploadRetriedAtUnmount(t *testing.T) {
+	r := newBucket(t)
+	fb := &failingBucket{countingBucket: &countingBucket{Bucket: r.client}}
+	r.counter = fb.countingBucket
+	r.bucketOverride = fb
+	r.mount(cfs.Options{})
+	fb.fail.Store(true)
+	if err := os.WriteFile(filepath.Join(r.mnt, "f"), []byte("late"), 0o644); !errors.Is(err, syscall.EACCES) {
+		t.Fatalf("write with a refused upload: %v, want EACCES", err)
+	}
+	fb.fail.Store(false)
+	if err := r.unmount(); err != nil {
+		t.Fatalf("unmount once uploads work: %v", err)
+	}
+	if got, _ := r.object("f"); string(got) != "late" {
+		t.Fatalf("object after the unmount: %q", got)
+	}
+	if n := len(journalEntries(t, r.cacheDir)); n != 0 {
+		t.Errorf("%d journal entries left after the upload", n)
+	}
+}
+
 // The kernel may forget the inode of a closed file whose upload is still
 // pending (here: --write-back-delay). The file keeps its name: a listing
 // shows it, a lookup finds it with its data, and its upload goes to its
