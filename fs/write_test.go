@@ -321,11 +321,27 @@ func (b *failingBucket) Put(ctx context.Context, in *transport.PutInput) (*trans
 	return b.countingBucket.Put(ctx, in)
 }
 
-func TestFailedUploadReportedFromCloseAndKept(t *testing.T) {
+// newFailingBucket is a rig whose mount's PUTs fail while fb.fail is set.
+func newFailingBucket(t *testing.T) (*rig, *failingBucket) {
 	r := newBucket(t)
 	fb := &failingBucket{countingBucket: &countingBucket{Bucket: r.client}}
 	r.counter = fb.countingBucket
 	r.bucketOverride = fb
+	return r, fb
+}
+
+// writeRefusedPut writes data to name in the mount with PUTs refused, and
+// checks that close reports it.
+func (r *rig) writeRefusedPut(fb *failingBucket, name string, data []byte) {
+	r.t.Helper()
+	fb.fail.Store(true)
+	if err := os.WriteFile(filepath.Join(r.mnt, name), data, 0o644); !errors.Is(err, syscall.EACCES) {
+		r.t.Fatalf("write with a refused upload: %v, want EACCES", err)
+	}
+}
+
+func TestFailedUploadReportedFromCloseAndKept(t *testing.T) {
+	r, fb := newFailingBucket(t)
 	r.mount(cfs.Options{})
 	fb.fail.Store(true)
 	p := filepath.Join(r.mnt, "f")
@@ -368,16 +384,10 @@ func journalEntries(t *testing.T, cacheDir string) []string {
 // by the unmount, then journaled: the next mount on the same cache dir
 // uploads it before it is ready, and the cache keeps nothing of it after.
 func TestFailedUploadJournaledAtUnmountAndUploadedByTheNextMount(t *testing.T) {
-	r := newBucket(t)
-	fb := &failingBucket{countingBucket: &countingBucket{Bucket: r.client}}
-	r.counter = fb.countingBucket
-	r.bucketOverride = fb
+	r, fb := newFailingBucket(t)
 	cacheDir := t.TempDir()
 	r.mount(cfs.Options{CacheDir: cacheDir})
-	fb.fail.Store(true)
-	if err := os.WriteFile(filepath.Join(r.mnt, "f"), []byte("precious"), 0o644); !errors.Is(err, syscall.EACCES) {
-		t.Fatalf("write with a refused upload: %v, want EACCES", err)
-	}
+	r.writeRefusedPut(fb, "f", []byte("precious"))
 	refused := fb.refused.Load()
 	err := r.unmount()
 	if err == nil || !strings.Contains(err.Error(), "next mount") {
@@ -412,15 +422,9 @@ func TestFailedUploadJournaledAtUnmountAndUploadedByTheNextMount(t *testing.T) {
 // A file whose upload failed at close but works when the mount ends goes
 // up then, and leaves no journal entry.
 func TestFailedUploadRetriedAtUnmount(t *testing.T) {
-	r := newBucket(t)
-	fb := &failingBucket{countingBucket: &countingBucket{Bucket: r.client}}
-	r.counter = fb.countingBucket
-	r.bucketOverride = fb
+	r, fb := newFailingBucket(t)
 	r.mount(cfs.Options{})
-	fb.fail.Store(true)
-	if err := os.WriteFile(filepath.Join(r.mnt, "f"), []byte("late"), 0o644); !errors.Is(err, syscall.EACCES) {
-		t.Fatalf("write with a refused upload: %v, want EACCES", err)
-	}
+	r.writeRefusedPut(fb, "f", []byte("late"))
 	fb.fail.Store(false)
 	if err := r.unmount(); err != nil {
 		t.Fatalf("unmount once uploads work: %v", err)
