@@ -1,6 +1,9 @@
 package fs
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Forgotten files with work pending. The kernel forgets an inode it holds
 // no dentry for (memory pressure, drop_caches), whatever the file system
@@ -36,41 +39,64 @@ func (n *File) OnForget() {
 }
 
 // takeDetached returns the forgotten node of key if it still has work
-// pending, and forgets it here: the caller puts it back in the tree.
+// pending, for the caller to put back in the tree. It stays noted until its
+// work is done (dropDetached): a lookup racing this one gets the same node.
 func (f *FS) takeDetached(key string) *File {
 	f.detachedMu.Lock()
 	n := f.detached[key]
-	delete(f.detached, key)
 	f.detachedMu.Unlock()
-	if n == nil || !n.pending() {
+	if n == nil {
+		return nil
+	}
+	if !n.pending() {
+		f.dropDetachedKey(key, n)
 		return nil
 	}
 	return n
 }
 
+func (f *FS) dropDetachedKey(key string, n *File) {
+	f.detachedMu.Lock()
+	if f.detached[key] == n {
+		delete(f.detached, key)
+	}
+	f.detachedMu.Unlock()
+}
+
 // dropDetached forgets n here once its work is done. Called with n.mu
 // held (detachedMu is a leaf).
 func (f *FS) dropDetached(n *File) {
-	k := n.lastKey.Load()
-	if k == nil {
-		return
+	if k := n.lastKey.Load(); k != nil {
+		f.dropDetachedKey(*k, n)
 	}
+}
+
+// detachedUnder returns the forgotten files with work pending under the
+// directory prefix, at any depth, by their key's remainder.
+func (f *FS) detachedUnder(prefix string) map[string]*File {
 	f.detachedMu.Lock()
-	if f.detached[*k] == n {
-		delete(f.detached, *k)
+	found := map[string]*File{}
+	for k, n := range f.detached {
+		if rest, ok := strings.CutPrefix(k, prefix); ok && rest != "" {
+			found[rest] = n
+		}
 	}
 	f.detachedMu.Unlock()
+	for rest, n := range found {
+		if !n.pending() {
+			delete(found, rest)
+		}
+	}
+	return found
 }
 
 // detachedIn returns the names of the forgotten files with work pending
 // right under the directory prefix.
 func (f *FS) detachedIn(prefix string) []string {
-	f.detachedMu.Lock()
-	defer f.detachedMu.Unlock()
 	var names []string
-	for k := range f.detached {
-		if name, ok := strings.CutPrefix(k, prefix); ok && name != "" && !strings.Contains(name, "/") {
-			names = append(names, name)
+	for rest := range f.detachedUnder(prefix) {
+		if !strings.Contains(rest, "/") {
+			names = append(names, rest)
 		}
 	}
 	return names
@@ -92,23 +118,43 @@ func (f *FS) moveDetached(src, dst string) {
 	}
 	f.detachedMu.Unlock()
 	for _, n := range moved {
+		n.mu.Lock()
+		if ws := n.ws; ws != nil && ws.base.etag != "" {
+			if rest, ok := strings.CutPrefix(ws.baseKey, src); ok {
+				ws.baseKey = dst + rest // the rename moved the base too
+			}
+		}
+		n.mu.Unlock()
 		n.rejournal(*n.lastKey.Load())
 	}
 }
 
-// setKey records key as n's, for when the tree no longer tells it.
+// setKey records key as n's, for when the tree no longer tells it: when
+// the node is made, and by every rename that moves it.
 func (n *File) setKey(key string) { n.lastKey.Store(&key) }
 
-// key is n's object key, from its place in the tree, or the key it last
-// had if the kernel forgot it (see above).
+// key is n's object key, from its place in the tree, or, if the kernel
+// forgot it (the walk up does not reach the root), the key it was given
+// last. A node unlinked while open has no key (markUnlinked clears it):
+// it gets go-fuse's placeholder path.
 func (n *File) key() string {
-	p := n.Path(n.fsys.root.EmbeddedInode())
-	if _, parent := n.Parent(); parent == nil {
+	root := n.fsys.root.EmbeddedInode()
+	var names []string
+	ino := n.EmbeddedInode()
+	for ino != root {
+		name, parent := ino.Parent()
+		if parent == nil {
+			break
+		}
+		names = append(names, name)
+		ino = parent
+	}
+	if ino != root {
 		if k := n.lastKey.Load(); k != nil {
 			return *k
 		}
+		return n.fsys.keyOf(n.Path(root))
 	}
-	k := n.fsys.keyOf(p)
-	n.setKey(k)
-	return k
+	slices.Reverse(names)
+	return n.fsys.keyOf(strings.Join(names, "/"))
 }

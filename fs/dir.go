@@ -160,6 +160,7 @@ func (d *Dir) child(ctx context.Context, name string, m objMeta) *gofs.Inode {
 	}
 	f := &File{fsys: d.fsys}
 	f.setMeta(m)
+	f.setKey(d.prefix() + name)
 	return d.NewInode(ctx, f, gofs.StableAttr{Mode: m.fileType()})
 }
 

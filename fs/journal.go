@@ -525,9 +525,16 @@ func (f *FS) keepFailed(ctx context.Context) error {
 			continue
 		}
 		key, id, err := n.journalFailed()
-		if id != "" && ctx.Err() == nil && n.flushNowLocked(ctx) == 0 {
-			f.removeEntry(id)
-			key, err = "", nil
+		if id != "" && ctx.Err() == nil {
+			if n.flushNowLocked(ctx) == 0 {
+				f.removeEntry(id)
+				key, err = "", nil
+			} else {
+				// Journaled again from what the retry left: it may have
+				// completed a kept upload, or moved where the data is.
+				f.removeEntry(id)
+				key, _, err = n.journalFailed()
+			}
 		}
 		n.upMu.Unlock()
 		switch {
@@ -583,7 +590,9 @@ func (n *File) journalFailed() (key, id string, err error) {
 		}
 		slices.Sort(e.Upload.Redo)
 		e.Meta = n._uploadMetaWith(st)
-	case ws.wf.Discarded(cache.Range{Off: 0, Len: ws.size}):
+	case ws.wf.Discarded(cache.Range{Off: 0, Len: ws.size}) && ws.base.etag == "":
+		// (With a base, the parts that left the cache are in it: see
+		// moveStreamed.)
 		n.mu.Unlock()
 		return key, "", errors.New("parts of it left the cache and the multipart upload holding them is gone")
 	default:

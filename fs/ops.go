@@ -63,6 +63,13 @@ func (d *Dir) Create(ctx context.Context, name string, flags uint32, mode uint32
 	}
 	ws.dirty = true
 	node := &File{fsys: f, meta: m, ws: ws, opens: 1}
+	node.setKey(key)
+	if old := f.takeDetached(key); old != nil {
+		// A forgotten file with work pending had the name (the kernel
+		// had it as absent): the new file replaces it.
+		old.markUnlinked(key)
+		f.dropDetachedKey(key, old)
+	}
 	f.unhide(key)
 	ch := d.NewInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFREG})
 	f.stats.forget(key)
@@ -111,7 +118,7 @@ func (d *Dir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	} else if !empty {
 		return syscall.ENOTEMPTY
 	}
-	if ch := d.GetChild(name); ch != nil && hasPendingFiles(ch) {
+	if ch := d.GetChild(name); (ch != nil && hasPendingFiles(ch)) || len(f.detachedUnder(key+"/")) > 0 {
 		return syscall.ENOTEMPTY
 	}
 	if err := f.bucket.Delete(ctx, key+"/"); err != nil {
@@ -181,6 +188,7 @@ func (n *File) markUnlinked(key string) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.unlinked = true
+	n.lastKey.Store(nil)
 	n.metaDirty = false
 	remote := true
 	if ws := n.ws; ws != nil {
@@ -239,6 +247,7 @@ func (d *Dir) Symlink(ctx context.Context, target, name string, out *fuse.EntryO
 	f.unhide(key)
 	f.stats.put(key, m, true, f.opt.StatTTL)
 	node := &File{fsys: f, meta: m, target: target}
+	node.setKey(key)
 	f.fillAttr(m, &out.Attr)
 	return d.NewInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFLNK}), 0
 }

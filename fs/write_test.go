@@ -439,52 +439,73 @@ func TestFailedUploadRetriedAtUnmount(t *testing.T) {
 
 // The kernel may forget the inode of a closed file whose upload is still
 // pending (here: --write-back-delay). The file keeps its name: a listing
-// shows it, a lookup finds it with its data, and its upload goes to its
-// key, not to the placeholder go-fuse gives a node out of the tree.
+// shows it, a lookup finds it with its data, a rename of its directory
+// takes it along (with the object its unchanged bytes come from), and its
+// upload goes to its key, not to the placeholder go-fuse gives a node out
+// of the tree.
 func TestForgottenFileWithAPendingUploadKeepsItsName(t *testing.T) {
 	r := newBucket(t)
+	r.put("d/g", []byte("old-"), nil)
 	r.mount(cfs.Options{WriteBackDelay: time.Hour})
 	m := func(p string) string { return filepath.Join(r.mnt, p) }
-	if err := os.Mkdir(m("d"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	if err := os.WriteFile(m("d/f"), []byte("pending"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	forget := func() {
+	g, err := os.OpenFile(m("d/g"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Write([]byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	forget := func(dir string) {
 		t.Helper()
 		eventually(t, 10*time.Second, func() error {
-			if errno := r.fsys.ForgetEntry("d", "f"); errno != 0 && errno != syscall.ENOENT {
-				return errno
+			for _, name := range []string{"f", "g"} {
+				if errno := r.fsys.ForgetEntry(dir, name); errno != 0 && errno != syscall.ENOENT {
+					return errno
+				}
 			}
-			if n := r.fsys.Detached(); n != 1 {
-				return fmt.Errorf("%d forgotten files noted, want 1", n)
+			if n := r.fsys.Detached(); n != 2 {
+				return fmt.Errorf("%d forgotten files noted, want 2", n)
 			}
 			return nil
 		})
 	}
-	forget()
-	if names, err := os.ReadDir(m("d")); err != nil || len(names) != 1 || names[0].Name() != "f" {
-		t.Fatalf("listing of d with f forgotten: %v %v", names, err)
+	forget("d")
+	if names, err := os.ReadDir(m("d")); err != nil || len(names) != 2 || names[0].Name() != "f" || names[1].Name() != "g" {
+		t.Fatalf("listing of d with f and g forgotten: %v %v", names, err)
 	}
-	forget() // the listing may have looked it up again
 	if b, err := os.ReadFile(m("d/f")); err != nil || string(b) != "pending" {
 		t.Fatalf("d/f after it was forgotten: %q %v", b, err)
 	}
-	forget()
+	forget("d")
+	if err := os.Rename(m("d"), m("e")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(m("e/g")); err != nil || string(b) != "old-new" {
+		t.Fatalf("e/g after the rename: %q %v", b, err)
+	}
+	forget("e")
 	if err := r.unmount(); err != nil {
 		t.Fatalf("unmount: %v", err)
 	}
-	if got, _ := r.object("d/f"); string(got) != "pending" {
-		t.Fatalf("d/f in the bucket: %q", got)
+	if got, _ := r.object("e/f"); string(got) != "pending" {
+		t.Errorf("e/f in the bucket: %q", got)
+	}
+	if got, _ := r.object("e/g"); string(got) != "old-new" {
+		t.Errorf("e/g in the bucket: %q", got)
 	}
 	out, err := r.client.List(context.Background(), &transport.ListInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range out.Objects {
-		if strings.Contains(o.Key, ".go-fuse") {
-			t.Errorf("object under a placeholder name: %q", o.Key)
+		if !strings.HasPrefix(o.Key, "e/") {
+			t.Errorf("object %q, want only e/f and e/g", o.Key)
 		}
 	}
 }
