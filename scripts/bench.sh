@@ -579,7 +579,7 @@ run_raw() {
 	if [ ${#only[@]} -gt 0 ]; then
 		AWS_ACCESS_KEY_ID=$VGW_ACCESS AWS_SECRET_ACCESS_KEY=$VGW_SECRET timeout 900 "$HB/rawclient" ceiling \
 			-endpoint "$ENDPOINT" -bucket "$BUCKET" -profile "$PROFILE" -only "$(IFS=,; echo "${only[*]}")" \
-			-runs "$(runs_of raw)" -cold-first -cold-list -clean-put -rand-time "${RAND_TIME}s" -out "$RAW" 2>>"$LOGS/rawclient.log" || log "raw client ceiling failed"
+			-runs "$(runs_of raw)" -cold-get -cold-first -cold-list -clean-put -rand-time "${RAND_TIME}s" -out "$RAW" 2>>"$LOGS/rawclient.log" || log "raw client ceiling failed"
 	fi
 	for w in cp-r tar; do
 		want_group small || break

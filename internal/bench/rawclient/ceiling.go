@@ -24,6 +24,7 @@ import (
 //
 //	raw-get-single      one GET of bench/big.bin             MB/s
 //	raw-get-parallel    ranged GETs of -part, -parallel in flight  MB/s
+//	raw-get-parallel-warm  the same again, the server's page cache holding the object  MB/s
 //	raw-put-single      one PUT of -put-size bytes            MB/s
 //	raw-put-multipart   Uploader (default ChunkSize and ChunkParallelLimit)  MB/s
 //	first-4k            4 KiB ranged GET on a new connection  ms
@@ -46,6 +47,8 @@ func ceiling(args []string) error {
 	fl.DurationVar(&randTime, "rand-time", 10*time.Second, "duration of each random-read run")
 	fl.StringVar(&only, "only", "", "run only these groups, comma-separated: get, first, put, rand, list (default all)")
 	fl.BoolVar(&coldFirst, "cold-first", false, "drop the page cache (needs root) before each first-4k, as the file systems' first read is measured")
+	var coldGet bool
+	fl.BoolVar(&coldGet, "cold-get", false, "drop the page cache (needs root) before the single and the parallel GET, as the file systems' cold reads are measured")
 	var coldList bool
 	fl.BoolVar(&coldList, "cold-list", false, "drop the page cache (needs root) before each listing measurement, as the file systems' listings are measured cold")
 	var cleanPut bool
@@ -66,14 +69,31 @@ func ceiling(args []string) error {
 
 	for run := 1; run <= c.runs; run++ {
 		if want("get") {
+			// cold: the server reads the object from its disk, as it does
+			// for the file systems' cold reads.
+			cold := func() error {
+				if coldGet {
+					return dropCaches()
+				}
+				return nil
+			}
+			if err := cold(); err != nil {
+				return err
+			}
 			t := time.Now()
 			n, err := getRange(ctx, cl, keyBig, 0, -1)
 			c.emit("raw-get-single", run, mbps(n, time.Since(t)), "MB/s", err)
 
+			if err := cold(); err != nil {
+				return err
+			}
 			t = time.Now()
 			n, err = parallelGet(ctx, cl, keyBig, size, int64(part), parallel)
 			c.emit("raw-get-parallel", run, mbps(n, time.Since(t)), "MB/s", err)
 
+			t = time.Now()
+			n, err = parallelGet(ctx, cl, keyBig, size, int64(part), parallel)
+			c.emit("raw-get-parallel-warm", run, mbps(n, time.Since(t)), "MB/s", err)
 		}
 		if want("first") {
 			if coldFirst {

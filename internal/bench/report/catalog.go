@@ -42,7 +42,8 @@ var rows = []row{
 // rawRows are the raw client's own figures, shown in the ceilings table.
 var rawRows = []row{
 	{id: "raw-get-single", label: "single-stream GET"},
-	{id: "raw-get-parallel", label: "parallel ranged GET"},
+	{id: "raw-get-parallel", label: "parallel ranged GET, cold (the ceiling of cold reads)"},
+	{id: "raw-get-parallel-warm", label: "parallel ranged GET, the server's page cache warm"},
 	{id: "raw-put-single", label: "single PUT"},
 	{id: "raw-put-multipart", label: "parallel multipart PUT (Uploader defaults)"},
 	{id: "first-4k", label: "first 4 KiB, new connection", lowerBetter: true},
