@@ -71,12 +71,7 @@ func ceiling(args []string) error {
 		if want("get") {
 			// cold: the server reads the object from its disk, as it does
 			// for the file systems' cold reads.
-			cold := func() error {
-				if coldGet {
-					return dropCaches()
-				}
-				return nil
-			}
+			cold := func() error { return dropCachesIf(coldGet) }
 			if err := cold(); err != nil {
 				return err
 			}
@@ -142,12 +137,7 @@ func ceiling(args []string) error {
 		if want("list") {
 			// cold: the server starts from an empty page cache, as it does
 			// for the file systems' listings.
-			cold := func() error {
-				if coldList {
-					return dropCaches()
-				}
-				return nil
-			}
+			cold := func() error { return dropCachesIf(coldList) }
 			if err := cold(); err != nil {
 				return err
 			}
@@ -321,6 +311,14 @@ func putdir(args []string) error {
 		c.emit(workload, run, time.Since(t).Seconds(), "s", err)
 	}
 	return nil
+}
+
+// dropCachesIf is dropCaches when cold is set.
+func dropCachesIf(cold bool) error {
+	if !cold {
+		return nil
+	}
+	return dropCaches()
 }
 
 // dropCaches writes back dirty pages and empties the page cache (root only).
