@@ -42,6 +42,9 @@ type File struct {
 	metaDirty bool
 	// lastKey: the key it last had in the tree (see detached.go).
 	lastKey atomic.Pointer[string]
+	// keyUnknown: since a rename moved the file, this mount does not know
+	// which object its key holds (meta.etag is not it) until it uploads.
+	keyUnknown bool
 }
 
 var (

@@ -48,6 +48,10 @@ type journalEntry struct {
 	// Written orders the entries of one key: they are replayed oldest
 	// first, so that the newest data is the last uploaded.
 	Written time.Time `json:"written,omitempty"`
+	// Expect is the object the key held as far as the mount knew when it
+	// wrote the entry: its ETag, "" for none; nil when it did not know
+	// (after a rename). A replay does not overwrite another object.
+	Expect *string `json:"expect,omitempty"`
 }
 
 // keptUpload is a streamed file's open multipart upload, as journaled when
@@ -183,9 +187,32 @@ func (n *File) commit() syscall.Errno {
 // _journalEntry describes n's pending upload. Called with n.mu held.
 func (n *File) _journalEntry(key string) *journalEntry {
 	ws := n.ws
-	return &journalEntry{ID: ws.journalID, Key: key, Cache: filepath.Base(ws.wf.Name()), Size: ws.size,
+	e := &journalEntry{ID: ws.journalID, Key: key, Cache: filepath.Base(ws.wf.Name()), Size: ws.size,
 		Meta: n.fsys.uploadMeta(n.meta), BaseETag: ws.base.etag, BaseKey: ws.baseKey, BaseSize: ws.baseEnd, BaseObjectSize: ws.base.size, Present: ws.wf.Present(),
 		Written: time.Now()}
+	if !n.keyUnknown {
+		etag := n.meta.etag
+		e.Expect = &etag
+	}
+	return e
+}
+
+// checkExpected reports an error when key holds another object than e
+// expects (o is its HEAD, nil when there is none): someone else wrote or
+// deleted it since e was journaled, and e's older data must not replace
+// that.
+func checkExpected(e *journalEntry, o *transport.ObjectInfo) error {
+	if e.Expect == nil {
+		return nil
+	}
+	got := ""
+	if o != nil {
+		got = o.ETag
+	}
+	if got == *e.Expect {
+		return nil
+	}
+	return fmt.Errorf("the object changed after this file was journaled (someone else wrote or deleted it), so it is not overwritten; the data stays in the cache file %s; delete the journal entry %s.json to drop it", e.Cache, e.ID)
 }
 
 // rejournal rewrites a pending file's entry after a rename (to key) or an
@@ -194,6 +221,9 @@ func (n *File) _journalEntry(key string) *journalEntry {
 func (n *File) rejournal(key string) {
 	f := n.fsys
 	n.setKey(key)
+	n.mu.Lock()
+	n.keyUnknown = true
+	n.mu.Unlock()
 	if f.wb == nil {
 		return
 	}
@@ -407,6 +437,11 @@ func (f *FS) replayWhole(ctx context.Context, e *journalEntry, wf *cache.WriteFi
 		return nil
 	case err != nil && !errors.Is(err, transport.ErrNotFound):
 		return err
+	case err != nil:
+		o = nil
+	}
+	if err := checkExpected(e, o); err != nil {
+		return err
 	}
 	baseSize := e.BaseObjectSize
 	if baseSize == 0 {
@@ -434,6 +469,16 @@ func (f *FS) resumeKept(ctx context.Context, e *journalEntry, wf *cache.WriteFil
 	upKey := u.Key
 	if upKey == "" {
 		upKey = e.Key
+	}
+	o, err := f.bucket.Head(ctx, &transport.HeadInput{Key: e.Key})
+	switch {
+	case err != nil && !errors.Is(err, transport.ErrNotFound):
+		return err
+	case err != nil:
+		o = nil
+	}
+	if err := checkExpected(e, o); err != nil {
+		return err
 	}
 	mw, err := f.up.Resume(ctx, upKey, u.ID)
 	if errors.Is(err, transport.ErrNotFound) {

@@ -429,6 +429,7 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 	}
 	ws.lastErr = nil
 	n.fsys.setFailed(n, false)
+	n.keyUnknown = false // it holds what was just uploaded
 	ws.uploaded = true
 	n.fsys.namespaceChanged() // a new object, or a new version of one
 	if journalID != "" && ws.journalID == journalID && ws.gen == gen {

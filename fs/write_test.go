@@ -419,6 +419,31 @@ func TestFailedUploadJournaledAtUnmountAndUploadedByTheNextMount(t *testing.T) {
 	}
 }
 
+// A journaled file does not replace an object someone else wrote after it
+// was journaled: the next mount leaves that object alone and keeps the
+// entry and the data.
+func TestJournaledFileDoesNotOverwriteANewerObject(t *testing.T) {
+	r, fb := newFailingBucket(t)
+	cacheDir := t.TempDir()
+	r.mount(cfs.Options{CacheDir: cacheDir})
+	r.writeRefusedPut(fb, "f", []byte("older"))
+	if err := r.unmount(); err == nil {
+		t.Fatal("unmount with a file not uploaded reported nothing")
+	}
+	r.put("f", []byte("newer"), nil) // another client, meanwhile
+	fb.fail.Store(false)
+	r.mount(cfs.Options{CacheDir: cacheDir})
+	if got, _ := r.object("f"); string(got) != "newer" {
+		t.Fatalf("object after the next mount: %q, want the newer one kept", got)
+	}
+	if n := len(journalEntries(t, cacheDir)); n != 1 {
+		t.Errorf("%d journal entries after the refused replay, want 1", n)
+	}
+	if wb, _ := filepath.Glob(filepath.Join(cacheDir, "wb-*")); len(wb) != 1 {
+		t.Errorf("write-back files after the refused replay: %v, want the journaled one", wb)
+	}
+}
+
 // A file whose upload failed at close but works when the mount ends goes
 // up then, and leaves no journal entry.
 func TestFailedUploadRetriedAtUnmount(t *testing.T) {
