@@ -197,6 +197,15 @@ func (n *File) _journalEntry(key string) *journalEntry {
 	return e
 }
 
+// headOrNone is key's HEAD, nil when there is no object.
+func (f *FS) headOrNone(ctx context.Context, key string) (*transport.ObjectInfo, error) {
+	o, err := f.bucket.Head(ctx, &transport.HeadInput{Key: key})
+	if errors.Is(err, transport.ErrNotFound) {
+		return nil, nil
+	}
+	return o, err
+}
+
 // checkExpected reports an error when key holds another object than e
 // expects (o is its HEAD, nil when there is none): someone else wrote or
 // deleted it since e was journaled, and e's older data must not replace
@@ -430,15 +439,13 @@ func (f *FS) replay(ctx context.Context, e *journalEntry, keep map[string]bool) 
 
 // replayWhole uploads a journaled file the cache holds whole.
 func (f *FS) replayWhole(ctx context.Context, e *journalEntry, wf *cache.WriteFile) error {
-	o, err := f.bucket.Head(ctx, &transport.HeadInput{Key: e.Key})
-	switch {
-	case err == nil && o.Metadata[metaJournalID] == e.ID:
+	o, err := f.headOrNone(ctx, e.Key)
+	if err != nil {
+		return err
+	}
+	if o != nil && o.Metadata[metaJournalID] == e.ID {
 		// Uploaded before the crash; only the journal was left behind.
 		return nil
-	case err != nil && !errors.Is(err, transport.ErrNotFound):
-		return err
-	case err != nil:
-		o = nil
 	}
 	if err := checkExpected(e, o); err != nil {
 		return err
@@ -470,14 +477,11 @@ func (f *FS) resumeKept(ctx context.Context, e *journalEntry, wf *cache.WriteFil
 	if upKey == "" {
 		upKey = e.Key
 	}
-	o, err := f.bucket.Head(ctx, &transport.HeadInput{Key: e.Key})
-	switch {
-	case err != nil && !errors.Is(err, transport.ErrNotFound):
-		return err
-	case err != nil:
-		o = nil
+	o, err := f.headOrNone(ctx, e.Key)
+	if err == nil {
+		err = checkExpected(e, o)
 	}
-	if err := checkExpected(e, o); err != nil {
+	if err != nil {
 		return err
 	}
 	mw, err := f.up.Resume(ctx, upKey, u.ID)
