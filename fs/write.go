@@ -51,6 +51,10 @@ type writeState struct {
 	// emptied counts truncates to 0: a streamed upload kept through a
 	// failed flush goes back to the file only if it was not emptied since.
 	emptied int
+	// stray: an object this file's upload left under a name the file no
+	// longer has (see moveStreamed); deleted once the file is uploaded
+	// under its own.
+	stray string
 }
 
 // stream is the multipart upload of a file's completed parts, started
@@ -430,6 +434,10 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 	ws.lastErr = nil
 	n.fsys.setFailed(n, false)
 	n.keyUnknown = false // it holds what was just uploaded
+	if stray := ws.stray; stray != "" && stray != key {
+		ws.stray = ""
+		n.fsys.deleteStray(stray)
+	}
 	ws.uploaded = true
 	n.fsys.namespaceChanged() // a new object, or a new version of one
 	if journalID != "" && ws.journalID == journalID && ws.gen == gen {
@@ -476,8 +484,27 @@ func (n *File) moveStreamed(ctx context.Context, from, to, etag string, size int
 	if ws := n.ws; ws.emptied == emptied {
 		ws.base, ws.baseKey, ws.baseEnd, ws.discarded = objMeta{etag: etag, size: size}, from, min(size, ws.size), false
 	}
+	n.ws.stray = from
 	n.mu.Unlock()
 	return "", fmt.Errorf("uploaded under its former name %q, not moved to its name: %w", from, errno)
+}
+
+// deleteStray deletes, in the background, the object an upload left under
+// a file's former name once the file is uploaded under its own. Drain waits
+// for it.
+func (f *FS) deleteStray(key string) {
+	f.bg.Add(1)
+	go func() {
+		defer f.bg.Done()
+		ctx, cancel := context.WithTimeout(f.ctx, time.Minute)
+		defer cancel()
+		if err := f.bucket.Delete(ctx, key); err != nil {
+			f.log.Warn("object left under a file's former name not deleted", "key", key, "err", err)
+			return
+		}
+		f.stats.put(key, objMeta{}, false, f.opt.NegativeTTL)
+		f.namespaceChanged()
+	}()
 }
 
 // _uploadMetaWith is the metadata n's upload through st is completed

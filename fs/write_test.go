@@ -647,6 +647,18 @@ func (r *rig) objectPattern(key string, size int64) transport.ObjectInfo {
 	return out.Info
 }
 
+// accessDenied is the server's 403 AccessDenied answer to req, which it
+// consumes.
+func accessDenied(req *http.Request) *http.Response {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+	body := "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>refused by the test</Message></Error>"
+	return &http.Response{StatusCode: http.StatusForbidden, Status: "403 Forbidden", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Type": {"application/xml"}}, Body: io.NopCloser(strings.NewReader(body)),
+		ContentLength: int64(len(body)), Request: req}
+}
+
 // refusingCompletes answers CompleteMultipartUpload requests with 403
 // AccessDenied while refuse is set, and passes everything else on.
 type refusingCompletes struct {
@@ -659,13 +671,7 @@ func (rt *refusingCompletes) RoundTrip(req *http.Request) (*http.Response, error
 	q := req.URL.Query()
 	if req.Method == http.MethodPost && q.Has("uploadId") && rt.refuse.Load() {
 		rt.refused.Add(1)
-		if req.Body != nil {
-			req.Body.Close()
-		}
-		body := "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>refused by the test</Message></Error>"
-		return &http.Response{StatusCode: http.StatusForbidden, Status: "403 Forbidden", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-			Header: http.Header{"Content-Type": {"application/xml"}}, Body: io.NopCloser(strings.NewReader(body)),
-			ContentLength: int64(len(body)), Request: req}, nil
+		return accessDenied(req), nil
 	}
 	return rt.next.RoundTrip(req)
 }
@@ -1134,12 +1140,38 @@ func (b *gatedLists) List(ctx context.Context, in *transport.ListInput) (*transp
 	return b.countingBucket.List(ctx, in)
 }
 
+// refusingCopies answers the first server-side copy (a request with
+// x-amz-copy-source) with 403 AccessDenied when armed, and passes
+// everything else on.
+type refusingCopies struct {
+	next    http.RoundTripper
+	armed   atomic.Bool
+	refused atomic.Int64
+}
+
+func (rt *refusingCopies) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Header.Get("x-amz-copy-source") != "" && rt.armed.CompareAndSwap(true, false) {
+		rt.refused.Add(1)
+		return accessDenied(req), nil
+	}
+	return rt.next.RoundTrip(req)
+}
+
 // A file emptied and written while a directory above it is being renamed
 // streams under its old name, and its uploaded parts leave the cache: they
 // exist only in that upload. Its close completes the upload under the old
 // name and moves the object to the new one; nothing is lost or left behind.
+// When the move fails, close reports it and the next close uploads the file
+// under its name from that object, which is then deleted.
 func TestFileStreamedWhileItsDirectoryIsRenamedKeepsItsParts(t *testing.T) {
-	r := newBucket(t)
+	for _, failMove := range []bool{false, true} {
+		t.Run(fmt.Sprintf("failMove=%v", failMove), func(t *testing.T) { testStreamedWhileRenamed(t, failMove) })
+	}
+}
+
+func testStreamedWhileRenamed(t *testing.T, failMove bool) {
+	rc := &refusingCopies{}
+	r := newBucketThrough(t, func(next http.RoundTripper) http.RoundTripper { rc.next = next; return rc })
 	gb := &gatedLists{countingBucket: r.counter, prefix: "d/", held: make(chan struct{}, 1), open: make(chan struct{})}
 	r.bucketOverride = gb
 	r.mount(cfs.Options{CacheSize: 32 << 20})
@@ -1176,13 +1208,31 @@ func TestFileStreamedWhileItsDirectoryIsRenamedKeepsItsParts(t *testing.T) {
 	if err := <-renamed; err != nil {
 		t.Fatalf("rename of the directory: %v", err)
 	}
-	if err := w.Close(); err != nil {
+	if failMove {
+		rc.armed.Store(true)
+		if err := w.Close(); err == nil {
+			t.Fatal("close with the move refused succeeded")
+		}
+		if rc.refused.Load() != 1 {
+			t.Fatal("no copy was refused")
+		}
+		g, err := os.OpenFile(m("e/big"), os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Close(); err != nil {
+			t.Fatalf("close once copies work: %v", err)
+		}
+	} else if err := w.Close(); err != nil {
 		t.Fatalf("close after the rename: %v", err)
 	}
 	r.objectPattern("e/big", size)
-	if _, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "d/big"}); !errors.Is(err, transport.ErrNotFound) {
-		t.Errorf("object under the old name: %v, want none", err)
-	}
+	eventually(t, 10*time.Second, func() error {
+		if _, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "d/big"}); !errors.Is(err, transport.ErrNotFound) {
+			return fmt.Errorf("object under the old name: %v, want none", err)
+		}
+		return nil
+	})
 	r.noUploadsLeft()
 }
 
