@@ -118,7 +118,7 @@ func (d *Dir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	} else if !empty {
 		return syscall.ENOTEMPTY
 	}
-	if ch := d.GetChild(name); (ch != nil && hasPendingFiles(ch)) || len(f.detachedUnder(key+"/")) > 0 {
+	if d.pendingUnder(name, key) {
 		return syscall.ENOTEMPTY
 	}
 	if err := f.bucket.Delete(ctx, key+"/"); err != nil {
@@ -126,6 +126,13 @@ func (d *Dir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	}
 	f.stats.put(key, objMeta{}, false, f.opt.NegativeTTL)
 	return 0
+}
+
+// pendingUnder reports whether the directory name (key) in d holds files
+// not uploaded yet, in the tree or forgotten by the kernel.
+func (d *Dir) pendingUnder(name, key string) bool {
+	ch := d.GetChild(name)
+	return (ch != nil && hasPendingFiles(ch)) || len(d.fsys.detachedUnder(key+"/")) > 0
 }
 
 // hasPendingFiles reports whether a directory node holds files not
@@ -343,7 +350,7 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbed
 		case dstMeta.dir:
 			if empty, errno := f.dirEmpty(ctx, dst+"/"); errno != 0 {
 				return errno
-			} else if !empty {
+			} else if !empty || np.pendingUnder(newName, dst) {
 				return syscall.ENOTEMPTY
 			}
 		}

@@ -535,6 +535,44 @@ func TestForgottenFileWithAPendingUploadKeepsItsName(t *testing.T) {
 	}
 }
 
+// A directory that holds a file not uploaded yet is not empty, whether
+// the kernel still has the file or forgot it: rmdir and a rename over it
+// are refused.
+func TestDirectoryWithAPendingFileIsNotEmpty(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{WriteBackDelay: time.Hour})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	for _, d := range []string{"a", "b"} {
+		if err := os.Mkdir(m(d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(m("b/f"), []byte("pending"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		// (rename(2) itself: os.Rename refuses any directory target.)
+		if err := syscall.Rename(m("a"), m("b")); !errors.Is(err, syscall.ENOTEMPTY) {
+			t.Errorf("rename over b %s: %v, want ENOTEMPTY", when, err)
+		}
+		if err := os.Remove(m("b")); !errors.Is(err, syscall.ENOTEMPTY) {
+			t.Errorf("rmdir b %s: %v, want ENOTEMPTY", when, err)
+		}
+	}
+	check("with b/f pending")
+	eventually(t, 10*time.Second, func() error {
+		if errno := r.fsys.ForgetEntry("b", "f"); errno != 0 && errno != syscall.ENOENT {
+			return errno
+		}
+		if n := r.fsys.Detached(); n != 1 {
+			return fmt.Errorf("%d forgotten files noted, want 1", n)
+		}
+		return nil
+	})
+	check("with b/f forgotten")
+}
+
 func TestCpAndRsyncPreserveModeAndMtime(t *testing.T) {
 	if _, err := exec.LookPath("rsync"); err != nil {
 		t.Fatal("rsync is needed (scripts/test.sh installs it)")
