@@ -423,6 +423,10 @@ func (mw *MultipartWriter) abort(ctx context.Context) error {
 	mw.wg.Wait() // parts end promptly once cancelled
 	mw.mu.Lock()
 	mw.state = writerDone
+	cut := false
+	for _, ps := range mw.parts {
+		cut = cut || !ps.ok
+	}
 	mw.mu.Unlock()
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
@@ -430,8 +434,32 @@ func (mw *MultipartWriter) abort(ctx context.Context) error {
 	if errors.Is(err, ErrNotFound) {
 		err = nil
 	}
+	if err == nil && cut {
+		mw.abortAgain(actx)
+	}
 	if err == nil {
 		mw.end()
 	}
 	return err
+}
+
+// abortAgain makes sure an aborted upload stays gone. A part whose request
+// was cut off (or failed) may still be written by the server after the
+// abort, which can bring the upload back; S3 asks for another abort then.
+// It looks a few times over about a second and aborts again while the
+// upload is there.
+func (mw *MultipartWriter) abortAgain(ctx context.Context) {
+	for wait := 100 * time.Millisecond; wait <= 800*time.Millisecond; wait *= 2 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		if _, err := mw.api.ListParts(ctx, mw.key, mw.uploadID); errors.Is(err, ErrNotFound) {
+			return
+		}
+		_ = mw.api.AbortMultipart(ctx, mw.key, mw.uploadID)
+	}
 }
