@@ -435,7 +435,7 @@ func (mw *MultipartWriter) abort(ctx context.Context) error {
 		err = nil
 	}
 	if err == nil && cut {
-		mw.abortAgain(actx)
+		go mw.abortAgain()
 	}
 	if err == nil {
 		mw.end()
@@ -446,10 +446,12 @@ func (mw *MultipartWriter) abort(ctx context.Context) error {
 // abortAgain makes sure an aborted upload stays gone. A part whose request
 // was cut off (or failed) may still be written by the server after the
 // abort, which can bring the upload back; S3 asks for another abort then.
-// It looks a few times over about a second and aborts again while the
-// upload is there.
-func (mw *MultipartWriter) abortAgain(ctx context.Context) {
-	for wait := 100 * time.Millisecond; wait <= 800*time.Millisecond; wait *= 2 {
+// In the background, it looks at the upload a few times over the next 16
+// seconds and aborts it again whenever it is there.
+func (mw *MultipartWriter) abortAgain() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for wait := 250 * time.Millisecond; wait <= 8*time.Second; wait *= 2 {
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
@@ -457,9 +459,8 @@ func (mw *MultipartWriter) abortAgain(ctx context.Context) {
 			t.Stop()
 			return
 		}
-		if _, err := mw.api.ListParts(ctx, mw.key, mw.uploadID); errors.Is(err, ErrNotFound) {
-			return
+		if _, err := mw.api.ListParts(ctx, mw.key, mw.uploadID); err == nil {
+			_ = mw.api.AbortMultipart(ctx, mw.key, mw.uploadID)
 		}
-		_ = mw.api.AbortMultipart(ctx, mw.key, mw.uploadID)
 	}
 }
