@@ -509,9 +509,8 @@ func (f *FS) resumeKept(ctx context.Context, e *journalEntry, wf *cache.WriteFil
 	}
 	etag, err := f.finishStream(ctx, wf, st, e.Size, e.Meta)
 	if upKey != e.Key && (err == nil || errors.As(err, new(metaNotApplied))) {
-		// The move's copy carries the attributes.
-		if _, errno := f.moveObject(ctx, upKey, e.Key, objMeta{etag: etag, size: e.Size}, e.Meta); errno != 0 {
-			return fmt.Errorf("uploaded under its former name %q, not moved to its name: %w", upKey, errno)
+		if _, err := f.moveUploaded(ctx, upKey, e.Key, etag, e.Size, e.Meta); err != nil {
+			return err
 		}
 		err = nil
 	}

@@ -476,8 +476,8 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 // including the parts that left the cache: it becomes the base the next
 // upload copies them from.
 func (n *File) moveStreamed(ctx context.Context, from, to, etag string, size int64, emptied int, meta map[string]string) (string, error) {
-	newETag, errno := n.fsys.moveObject(ctx, from, to, objMeta{etag: etag, size: size}, meta)
-	if errno == 0 {
+	newETag, err := n.fsys.moveUploaded(ctx, from, to, etag, size, meta)
+	if err == nil {
 		return newETag, nil
 	}
 	n.mu.Lock()
@@ -486,7 +486,17 @@ func (n *File) moveStreamed(ctx context.Context, from, to, etag string, size int
 	}
 	n.ws.stray = from
 	n.mu.Unlock()
-	return "", fmt.Errorf("uploaded under its former name %q, not moved to its name: %w", from, errno)
+	return "", err
+}
+
+// moveUploaded moves the object an upload completed under a file's former
+// key to its key, with meta (the copy carries the attributes).
+func (f *FS) moveUploaded(ctx context.Context, from, to, etag string, size int64, meta map[string]string) (string, error) {
+	newETag, errno := f.moveObject(ctx, from, to, objMeta{etag: etag, size: size}, meta)
+	if errno != 0 {
+		return "", fmt.Errorf("uploaded under its former name %q, not moved to its name: %w", from, errno)
+	}
+	return newETag, nil
 }
 
 // deleteStray deletes, in the background, the object an upload left under

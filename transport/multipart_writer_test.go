@@ -123,6 +123,17 @@ func TestUploadWriterChecks(t *testing.T) {
 	assertAborted(t, f, "k")
 }
 
+// beginOnFake begins an upload of "k" on f, 1 MiB parts one at a time.
+func beginOnFake(t *testing.T, f *fakeBucket) *MultipartWriter {
+	t.Helper()
+	u := newTestUploader(f, UploaderOptions{ChunkSize: mib, ChunkParallelLimit: 1})
+	mw, err := u.Begin(context.Background(), "k", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mw
+}
+
 func TestUploadWriterPartFailure(t *testing.T) {
 	f := newFakeBucket()
 	f.failPart = func(num, attempt int) error {
@@ -131,12 +142,8 @@ func TestUploadWriterPartFailure(t *testing.T) {
 		}
 		return nil
 	}
-	u := newTestUploader(f, UploaderOptions{ChunkSize: mib, ChunkParallelLimit: 1})
 	ctx := context.Background()
-	mw, err := u.Begin(ctx, "k", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mw := beginOnFake(t, f)
 	src := bytes.NewReader(testBytes(4*mib, 1))
 	var addErr error
 	for num := 1; num <= 4 && addErr == nil; num++ {
@@ -165,12 +172,8 @@ func TestUploadWriterKeepOnFailure(t *testing.T) {
 		}
 		return nil
 	}
-	u := newTestUploader(f, UploaderOptions{ChunkSize: mib, ChunkParallelLimit: 1})
 	ctx := context.Background()
-	mw, err := u.Begin(ctx, "k", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mw := beginOnFake(t, f)
 	mw.KeepOnFailure()
 	data := testBytes(4*mib, 5)
 	src := bytes.NewReader(data)
