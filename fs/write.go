@@ -93,13 +93,17 @@ func (ws *writeState) _detachStream() stream {
 	return st
 }
 
-// newWriteState starts a local copy of size bytes on top of base.
+// newWriteState starts a local copy of size bytes on top of base. An empty
+// one may stream from offset 0, whatever its base: an empty object has no
+// bytes the upload would need from it (cp over a file made by touch, whose
+// open with O_TRUNC reaches cosmount as an open without it, and no
+// truncate, as the file is already empty).
 func (f *FS) newWriteState(base objMeta, size int64) (*writeState, error) {
 	wf, err := f.store.Create(size)
 	if err != nil {
 		return nil, err
 	}
-	return &writeState{wf: wf, base: base, baseEnd: base.size, size: size, st: stream{ok: base.etag == "" && size == 0, nextPart: 1}}, nil
+	return &writeState{wf: wf, base: base, baseEnd: base.size, size: size, st: stream{ok: size == 0, nextPart: 1}}, nil
 }
 
 // startWrite makes sure n has a local copy; trunc starts it empty.

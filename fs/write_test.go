@@ -1459,17 +1459,22 @@ func TestOpenTruncUploadsOnce(t *testing.T) {
 // dd closes a copy of its descriptor before its first write (a flush of the
 // empty file).
 func TestEmptiedFilesStream(t *testing.T) {
+	overwrite := func(t *testing.T, p string) *os.File {
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
 	for _, tc := range []struct {
 		name string
 		open func(t *testing.T, p string) *os.File
+		old  []byte // the object there before
 	}{
-		{"open O_TRUNC over an existing file", func(t *testing.T, p string) *os.File {
-			f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return f
-		}},
+		{"open O_TRUNC over an existing file", overwrite, bytes.Repeat([]byte("old"), 1000)},
+		// The kernel sends the open without O_TRUNC and no truncate, the
+		// file being empty already (cp over a file made by touch).
+		{"open O_TRUNC over an empty object", overwrite, []byte{}},
 		{"flushed while empty", func(t *testing.T, p string) *os.File {
 			f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 			if err != nil {
@@ -1483,11 +1488,11 @@ func TestEmptiedFilesStream(t *testing.T) {
 				t.Fatal(err)
 			}
 			return os.NewFile(uintptr(fd), p)
-		}},
+		}, bytes.Repeat([]byte("old"), 1000)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newBucket(t)
-			r.put("t", bytes.Repeat([]byte("old"), 1000), nil)
+			r.put("t", tc.old, nil)
 			r.mount(cfs.Options{ChunkSize: 5 << 20})
 			f := tc.open(t, filepath.Join(r.mnt, "t"))
 			defer f.Close()
