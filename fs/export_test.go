@@ -51,3 +51,12 @@ func (f *FS) Detached() int {
 	defer f.detachedMu.Unlock()
 	return len(f.detached)
 }
+
+// MountIDs parses mountinfo text for the ids of the device at mountpoint.
+func MountIDs(info, mountpoint string) []int { return mountIDs([]byte(info), mountpoint) }
+
+// ParseFdinfo reads /proc/PID/fdinfo/N text: flags, mount id, inode number.
+func ParseFdinfo(text string) (flags, mnt int, ino uint64, ok bool) {
+	fi, ok := parseFdinfo([]byte(text))
+	return fi.flags, fi.mnt, fi.ino, ok
+}

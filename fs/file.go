@@ -428,7 +428,13 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 	if !h.writable {
 		return 0
 	}
-	if t := callerTgid(ctx); h.opener != 0 && t != 0 && t != h.opener {
+	t := callerTgid(ctx)
+	if h.opener != 0 && t != 0 && t != h.opener {
+		return 0
+	}
+	if h.node.emptyPending() && h.fsys.heldElsewhere(t, h.node.StableAttr().Ino) {
+		// A copy of the descriptor stays open for writing (see
+		// dupclose.go): its close uploads.
 		return 0
 	}
 	return h.node.flush(ctx)

@@ -195,6 +195,8 @@ type FS struct {
 
 	hiddenMu sync.Mutex
 	hidden   map[string]int // unlinked keys whose object waits for a last close
+
+	mountIDs atomic.Pointer[[]int] // this mount's ids in mountinfo (see Mounted)
 }
 
 // New builds the filesystem. ctx lives as long as the mount.

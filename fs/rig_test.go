@@ -198,6 +198,7 @@ func (r *rig) mount(opt cfs.Options) {
 		cancel()
 		t.Fatalf("mount: %v", err)
 	}
+	fsys.Mounted(r.mnt)
 	var once sync.Once
 	end := func(drain bool) error {
 		var err error

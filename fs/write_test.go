@@ -1455,9 +1455,8 @@ func TestOpenTruncUploadsOnce(t *testing.T) {
 
 // The new contents of a file must stream while they are written, not wait
 // for close, also when the file starts out by being emptied: cp over an
-// existing file opens it with O_TRUNC (the kernel sends a truncate to 0), and
-// dd closes a copy of its descriptor before its first write (a flush of the
-// empty file).
+// existing file opens it with O_TRUNC (the kernel sends a truncate to 0), or
+// uploaded while empty (an fsync before the first write).
 func TestEmptiedFilesStream(t *testing.T) {
 	overwrite := func(t *testing.T, p string) *os.File {
 		f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
@@ -1475,19 +1474,15 @@ func TestEmptiedFilesStream(t *testing.T) {
 		// The kernel sends the open without O_TRUNC and no truncate, the
 		// file being empty already (cp over a file made by touch).
 		{"open O_TRUNC over an empty object", overwrite, []byte{}},
-		{"flushed while empty", func(t *testing.T, p string) *os.File {
+		{"uploaded while empty", func(t *testing.T, p string) *os.File {
 			f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 			if err != nil {
 				t.Fatal(err)
 			}
-			fd, err := syscall.Dup(int(f.Fd()))
-			if err != nil {
+			if err := f.Sync(); err != nil { // uploads the empty file
 				t.Fatal(err)
 			}
-			if err := f.Close(); err != nil { // flushes the empty file
-				t.Fatal(err)
-			}
-			return os.NewFile(uintptr(fd), p)
+			return f
 		}, bytes.Repeat([]byte("old"), 1000)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1517,6 +1512,105 @@ func TestEmptiedFilesStream(t *testing.T) {
 			}
 			r.noUploadsLeft()
 		})
+	}
+}
+
+// A shell's `cmd > file`, and dd, duplicate the new file's descriptor and
+// close the first one before the first write. That close must not upload the
+// empty file (an extra request, and an empty object or version others see):
+// the last close does, once. A descriptor open only for reading does not
+// hold the upload back, nor does a copy held by another process.
+func TestCloseOfAnEmptyFileWhileACopyStaysOpenDoesNotUpload(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{})
+	absent := func(key string) {
+		t.Helper()
+		if _, err := r.client.Head(context.Background(), &transport.HeadInput{Key: key}); !errors.Is(err, transport.ErrNotFound) {
+			t.Errorf("%s in the bucket before the last close (err %v)", key, err)
+		}
+	}
+
+	p := filepath.Join(r.mnt, "dup")
+	before := r.client.Stats()
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	absent("dup")
+	g := os.NewFile(uintptr(fd), p)
+	if _, err := g.Write([]byte("data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.client.Stats()["PUT"] - before["PUT"]; n != 1 {
+		t.Errorf("%d PUTs for open, dup, close, write, close; want 1", n)
+	}
+	if body, _ := r.object("dup"); string(body) != "data" {
+		t.Errorf("object after the last close: %q", body)
+	}
+
+	// A second descriptor open for writing holds it back the same way; one
+	// open for reading does not.
+	for _, tc := range []struct {
+		name     string
+		flag     int
+		heldBack bool
+	}{
+		{"second writer", os.O_WRONLY, true},
+		{"reader", os.O_RDONLY, false},
+	} {
+		key := "two-" + tc.name[:1]
+		p := filepath.Join(r.mnt, key)
+		w, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := os.OpenFile(p, tc.flag, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if tc.heldBack {
+			absent(key)
+		} else if body, _ := r.object(key); len(body) != 0 {
+			t.Errorf("%s: %q, want an empty object", tc.name, body)
+		}
+		if err := o.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if body, _ := r.object(key); len(body) != 0 {
+			t.Errorf("%s: %q after the last close, want an empty object", tc.name, body)
+		}
+	}
+
+	// A child's copy does not hold back the parent's close.
+	p = filepath.Join(r.mnt, "child")
+	f, err = os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sleep", "30")
+	cmd.ExtraFiles = []*os.File{f}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := r.object("child"); len(body) != 0 {
+		t.Errorf("child: %q, want an empty object", body)
 	}
 }
 

@@ -210,6 +210,7 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 		_ = server.Unmount()
 		return fmt.Errorf("mount %s: %w", c.mountpoint, err)
 	}
+	fsys.Mounted(c.mountpoint)
 	fsys.WarmRoot(rootPage)
 	raiseReadahead(c.mountpoint, logger)
 	lockCode(logger)

@@ -1,0 +1,189 @@
+package fs
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// A close of one descriptor while the process holds another on the same
+// file, open for writing, does not upload the file while it is still empty.
+// A shell's `cmd > file`, and dd, open the file, duplicate the descriptor
+// onto standard output and close the first one before the first write: the
+// kernel sends that close as a FLUSH like any other, which would upload an
+// empty object, and the real close a moment later would upload the data
+// over it (one more request, an empty version on a versioned bucket, and an
+// empty object other clients can see meanwhile). The data goes up at the
+// process's last close of the file, which reports its errors.
+//
+// The process's descriptors are read from /proc/PID/fdinfo (mount id,
+// inode number, flags); anything unexpected (no permission, a mount this
+// process does not see, too many descriptors) uploads as any close does.
+
+// maxFdinfo bounds the descriptors looked at in one close.
+const maxFdinfo = 4096
+
+// Mounted tells the file system where it is mounted, once the mount is up,
+// so that it can recognise its own files among a process's descriptors
+// (see heldElsewhere). Without it every close of a changed file uploads.
+func (f *FS) Mounted(mountpoint string) {
+	abs, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	ids := mountIDs(b, abs)
+	f.mountIDs.Store(&ids)
+}
+
+// mountIDs parses mountinfo text: the ids of every mount of the device
+// mounted last at mountpoint (bind mounts of it included).
+func mountIDs(info []byte, mountpoint string) []int {
+	type entry struct {
+		id  int
+		dev string
+		at  string
+	}
+	var es []entry
+	sc := bufio.NewScanner(bytes.NewReader(info))
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		// id parent major:minor root mountpoint options ...
+		fs := strings.Fields(sc.Text())
+		if len(fs) < 5 {
+			continue
+		}
+		id, err := strconv.Atoi(fs[0])
+		if err != nil {
+			continue
+		}
+		es = append(es, entry{id, fs[2], unescapeMountinfo(fs[4])})
+	}
+	dev := ""
+	for _, e := range es {
+		if e.at == mountpoint {
+			dev = e.dev
+		}
+	}
+	var ids []int
+	for _, e := range es {
+		if dev != "" && e.dev == dev {
+			ids = append(ids, e.id)
+		}
+	}
+	return ids
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// heldElsewhere reports whether process tgid still has a descriptor open
+// for writing on the file with inode number ino of this mount.
+func (f *FS) heldElsewhere(tgid int, ino uint64) bool {
+	p := f.mountIDs.Load()
+	if p == nil || len(*p) == 0 || tgid <= 0 || ino == 0 {
+		return false
+	}
+	dir := "/proc/" + strconv.Itoa(tgid) + "/fdinfo/"
+	d, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	names, err := d.Readdirnames(maxFdinfo + 1)
+	d.Close()
+	if err != nil || len(names) > maxFdinfo {
+		return false
+	}
+	var buf [256]byte
+	for _, name := range names {
+		fd, err := syscall.Open(dir+name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			continue // closed meanwhile
+		}
+		n, _ := syscall.Read(fd, buf[:])
+		syscall.Close(fd)
+		if n <= 0 {
+			continue
+		}
+		if fi, ok := parseFdinfo(buf[:n]); ok && fi.ino == ino && fi.flags&syscall.O_ACCMODE != syscall.O_RDONLY && slices.Contains(*p, fi.mnt) {
+			return true
+		}
+	}
+	return false
+}
+
+type fdinfo struct {
+	flags int
+	mnt   int
+	ino   uint64
+}
+
+// parseFdinfo reads the flags, mnt_id and ino lines of /proc/PID/fdinfo/N.
+func parseFdinfo(b []byte) (fdinfo, bool) {
+	var fi fdinfo
+	var seen int
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		v = bytes.TrimSpace(v)
+		var err error
+		switch string(k) {
+		case "flags":
+			var x uint64
+			x, err = strconv.ParseUint(string(v), 8, 32)
+			fi.flags = int(x)
+		case "mnt_id":
+			fi.mnt, err = strconv.Atoi(string(v))
+		case "ino":
+			fi.ino, err = strconv.ParseUint(string(v), 10, 64)
+		default:
+			continue
+		}
+		if err != nil {
+			return fi, false
+		}
+		seen++
+	}
+	return fi, seen == 3
+}
+
+
+// emptyPending reports whether n is open for writing, empty and not
+// uploaded as such.
+func (n *File) emptyPending() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ws != nil && n.ws.dirty && n.ws.size == 0
+}

@@ -1,0 +1,35 @@
+package fs_test
+
+import (
+	"slices"
+	"testing"
+
+	cfs "cosmount/fs"
+)
+
+func TestMountIDs(t *testing.T) {
+	info := `22 1 0:21 / /proc rw,nosuid shared:12 - proc proc rw
+97 22 0:52 / /tmp/a\040b rw,nosuid,nodev - fuse.cosmount bkt rw,user_id=0
+98 22 0:52 / /srv/bind rw,nosuid,nodev - fuse.cosmount bkt rw,user_id=0
+99 22 0:53 / /tmp/other rw,nosuid,nodev - fuse.cosmount bkt2 rw,user_id=0
+`
+	if got := cfs.MountIDs(info, "/tmp/a b"); !slices.Equal(got, []int{97, 98}) {
+		t.Errorf("ids of /tmp/a b: %v, want [97 98] (the mount and its bind mount)", got)
+	}
+	if got := cfs.MountIDs(info, "/tmp/nothing"); len(got) != 0 {
+		t.Errorf("ids of a path nothing is mounted at: %v", got)
+	}
+}
+
+func TestParseFdinfo(t *testing.T) {
+	flags, mnt, ino, ok := cfs.ParseFdinfo("pos:\t0\nflags:\t0100001\nmnt_id:\t97\nino:\t42\n")
+	if !ok || flags != 0o100001 || mnt != 97 || ino != 42 {
+		t.Errorf("got %o %d %d %v", flags, mnt, ino, ok)
+	}
+	if _, _, _, ok := cfs.ParseFdinfo("pos:\t0\nflags:\t02\n"); ok {
+		t.Error("fdinfo without mnt_id and ino parsed")
+	}
+	if _, _, _, ok := cfs.ParseFdinfo("pos:\t0\nflags:\tzz\nmnt_id:\t1\nino:\t2\n"); ok {
+		t.Error("bad flags parsed")
+	}
+}
