@@ -679,6 +679,11 @@ func (n *File) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 	}
 	m = n.getMetaWithSize()
 	f.fillAttr(m, &out.Attr)
+	// The kernel takes the inode number of a setattr's answer too (go-fuse
+	// fills it in lookups and getattrs only): left at 0, every file
+	// touched or chmodded would share inode number 0, and tar and cp -a
+	// would take them for hard links of each other.
+	out.Ino = n.StableAttr().Ino
 	out.SetTimeout(f.opt.StatTTL)
 	return 0
 }

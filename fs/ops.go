@@ -286,6 +286,7 @@ func (d *Dir) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrI
 		f.stats.put(key, m, true, f.opt.StatTTL)
 	}
 	f.fillAttr(m, &out.Attr)
+	out.Ino = d.StableAttr().Ino // see File.Setattr
 	return 0
 }
 

@@ -617,6 +617,49 @@ func TestCpAndRsyncPreserveModeAndMtime(t *testing.T) {
 	r.noUploadsLeft()
 }
 
+// A chmod, utimens or truncate answers with the file's attributes, inode
+// number included: the kernel takes that number as the inode's. Files
+// sharing one would be archived by tar, and copied by cp -a, as hard links
+// of each other.
+func TestSetattrKeepsInodeNumbers(t *testing.T) {
+	r := newBucket(t)
+	r.put("a", []byte("aaaa"), nil)
+	r.put("b", []byte("bbbb"), nil)
+	r.put("d/x", []byte("x"), nil)
+	r.mount(cfs.Options{})
+	p := func(n string) string { return filepath.Join(r.mnt, n) }
+	if err := os.Chmod(p("a"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p("b"), time.Unix(1400000000, 0), time.Unix(1400000000, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p("b"), 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p("d"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]string{}
+	for _, n := range []string{"a", "b", "d"} {
+		var st syscall.Stat_t
+		if err := syscall.Stat(p(n), &st); err != nil {
+			t.Fatal(err)
+		}
+		if other, ok := seen[st.Ino]; ok || st.Ino == 0 {
+			t.Errorf("%s has inode number %d (as %q)", n, st.Ino, other)
+		}
+		seen[st.Ino] = n
+	}
+	out, err := exec.Command("sh", "-c", "tar -C "+r.mnt+" -cf - a b | tar -tvf -").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tar: %v %s", err, out)
+	}
+	if strings.Contains(string(out), "link to") {
+		t.Errorf("tar took files for hard links:\n%s", out)
+	}
+}
+
 func TestPosix(t *testing.T) {
 	skip := map[string]string{
 		"Link":                "hard links are refused (EPERM)",
