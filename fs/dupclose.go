@@ -21,12 +21,15 @@ import (
 // empty object other clients can see meanwhile). The data goes up at the
 // process's last close of the file, which reports its errors.
 //
-// The process's descriptors are read from /proc/PID/fdinfo (mount id,
-// inode number, flags); anything unexpected (no permission, a mount this
-// process does not see, too many descriptors) uploads as any close does.
+// The calling thread's descriptors are read from /proc/TID/fdinfo (mount
+// id, inode number, flags). Only a file with one open handle qualifies:
+// every other descriptor on it is then a copy of the one being closed, whose
+// last close by this process uploads. Anything unexpected (no permission, a
+// mount this process does not see, too many descriptors, a kernel whose
+// fdinfo lacks the inode number) uploads as any close does.
 
 // maxFdinfo bounds the descriptors looked at in one close.
-const maxFdinfo = 4096
+const maxFdinfo = 1024
 
 // Mounted tells the file system where it is mounted, once the mount is up,
 // so that it can recognise its own files among a process's descriptors
@@ -35,6 +38,11 @@ func (f *FS) Mounted(mountpoint string) {
 	abs, err := filepath.Abs(mountpoint)
 	if err != nil {
 		return
+	}
+	// mountinfo names it without symlinks; the mount point itself is not
+	// resolved (that would ask this file system).
+	if dir, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+		abs = filepath.Join(dir, filepath.Base(abs))
 	}
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
@@ -101,14 +109,15 @@ func unescapeMountinfo(s string) string {
 	return b.String()
 }
 
-// heldElsewhere reports whether process tgid still has a descriptor open
-// for writing on the file with inode number ino of this mount.
-func (f *FS) heldElsewhere(tgid int, ino uint64) bool {
+// heldElsewhere reports whether thread tid (the caller of a FLUSH) still
+// has a descriptor open for writing on the file with inode number ino of
+// this mount.
+func (f *FS) heldElsewhere(tid uint32, ino uint64) bool {
 	p := f.mountIDs.Load()
-	if p == nil || len(*p) == 0 || tgid <= 0 || ino == 0 {
+	if p == nil || len(*p) == 0 || tid == 0 || ino == 0 || f.noFdinfo.Load() {
 		return false
 	}
-	dir := "/proc/" + strconv.Itoa(tgid) + "/fdinfo/"
+	dir := "/proc/" + strconv.FormatUint(uint64(tid), 10) + "/fdinfo/"
 	d, err := os.Open(dir)
 	if err != nil {
 		return false
@@ -129,7 +138,14 @@ func (f *FS) heldElsewhere(tgid int, ino uint64) bool {
 		if n <= 0 {
 			continue
 		}
-		if fi, ok := parseFdinfo(buf[:n]); ok && fi.ino == ino && fi.flags&syscall.O_ACCMODE != syscall.O_RDONLY && slices.Contains(*p, fi.mnt) {
+		fi, ok := parseFdinfo(buf[:n])
+		if !ok {
+			// Not the format this reads (before Linux 5.14 it had no
+			// inode number): not asked again.
+			f.noFdinfo.Store(true)
+			return false
+		}
+		if fi.ino == ino && fi.flags&syscall.O_ACCMODE != syscall.O_RDONLY && slices.Contains(*p, fi.mnt) {
 			return true
 		}
 	}
@@ -179,11 +195,10 @@ func parseFdinfo(b []byte) (fdinfo, bool) {
 	return fi, seen == 3
 }
 
-
-// emptyPending reports whether n is open for writing, empty and not
-// uploaded as such.
+// emptyPending reports whether n is empty and not uploaded as such, with
+// one handle open.
 func (n *File) emptyPending() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.ws != nil && n.ws.dirty && n.ws.size == 0
+	return n.ws != nil && n.ws.dirty && n.ws.size == 0 && n.opens == 1
 }

@@ -432,7 +432,7 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 	if h.opener != 0 && t != 0 && t != h.opener {
 		return 0
 	}
-	if h.node.emptyPending() && h.fsys.heldElsewhere(t, h.node.StableAttr().Ino) {
+	if h.node.emptyPending() && h.fsys.heldElsewhere(callerTid(ctx), h.node.StableAttr().Ino) {
 		// A copy of the descriptor stays open for writing (see
 		// dupclose.go): its close uploads.
 		return 0
@@ -745,6 +745,14 @@ func (n *File) uploadAfterRelease() {
 // 0 when unknown. The kernel gives the calling thread's id; the process's is
 // the "Tgid:" line near the top of /proc/TID/status, read with three plain
 // system calls, as every create, open and flush asks for it.
+// callerTid is the thread that sent a request, 0 when unknown.
+func callerTid(ctx context.Context) uint32 {
+	if c, ok := fuse.FromContext(ctx); ok {
+		return c.Pid
+	}
+	return 0
+}
+
 func callerTgid(ctx context.Context) int {
 	c, ok := fuse.FromContext(ctx)
 	if !ok || c.Pid == 0 {

@@ -197,6 +197,7 @@ type FS struct {
 	hidden   map[string]int // unlinked keys whose object waits for a last close
 
 	mountIDs atomic.Pointer[[]int] // this mount's ids in mountinfo (see Mounted)
+	noFdinfo atomic.Bool           // /proc/TID/fdinfo unreadable as expected
 }
 
 // New builds the filesystem. ctx lives as long as the mount.

@@ -1558,13 +1558,14 @@ func TestEmptiedFilesStream(t *testing.T) {
 	}
 }
 
-// A shell's `cmd > file`, and dd, duplicate the new file's descriptor and
-// close the first one before the first write. That close must not upload the
+// A shell's `cmd > file`, and dd, duplicate the file's descriptor and close
+// the first one before the first write. That close must not upload the
 // empty file (an extra request, and an empty object or version others see):
-// the last close does, once. A descriptor open only for reading does not
-// hold the upload back, nor does a copy held by another process.
+// the last close does, once. A second open of the file, or a copy held by
+// another process, does not hold the upload back.
 func TestCloseOfAnEmptyFileWhileACopyStaysOpenDoesNotUpload(t *testing.T) {
 	r := newBucket(t)
+	r.put("old", []byte("old contents"), nil)
 	r.mount(cfs.Options{})
 	absent := func(key string) {
 		t.Helper()
@@ -1572,74 +1573,73 @@ func TestCloseOfAnEmptyFileWhileACopyStaysOpenDoesNotUpload(t *testing.T) {
 			t.Errorf("%s in the bucket before the last close (err %v)", key, err)
 		}
 	}
-
-	p := filepath.Join(r.mnt, "dup")
-	before := r.client.Stats()
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fd, err := syscall.Dup(int(f.Fd()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	absent("dup")
-	g := os.NewFile(uintptr(fd), p)
-	if _, err := g.Write([]byte("data")); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if n := r.client.Stats()["PUT"] - before["PUT"]; n != 1 {
-		t.Errorf("%d PUTs for open, dup, close, write, close; want 1", n)
-	}
-	if body, _ := r.object("dup"); string(body) != "data" {
-		t.Errorf("object after the last close: %q", body)
+	holds := func(key, want string) {
+		t.Helper()
+		if body, _ := r.object(key); string(body) != want {
+			t.Errorf("%s holds %q, want %q", key, body, want)
+		}
 	}
 
-	// A second descriptor open for writing holds it back the same way; one
-	// open for reading does not.
 	for _, tc := range []struct {
-		name     string
-		flag     int
-		heldBack bool
+		key   string
+		flags int
+		// before: the bucket after the first close
+		before func()
 	}{
-		{"second writer", os.O_WRONLY, true},
-		{"reader", os.O_RDONLY, false},
+		{"new", os.O_CREATE | os.O_TRUNC, func() { absent("new") }},
+		// The kernel sends the O_TRUNC as a truncate: the file is emptied,
+		// but the object keeps its contents until the last close.
+		{"old", os.O_TRUNC, func() { holds("old", "old contents") }},
 	} {
-		key := "two-" + tc.name[:1]
-		p := filepath.Join(r.mnt, key)
-		w, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		p := filepath.Join(r.mnt, tc.key)
+		before := r.client.Stats()
+		f, err := os.OpenFile(p, os.O_WRONLY|tc.flags, 0o644)
 		if err != nil {
 			t.Fatal(err)
 		}
-		o, err := os.OpenFile(p, tc.flag, 0)
+		fd, err := syscall.Dup(int(f.Fd()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := w.Close(); err != nil {
+		if err := f.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if tc.heldBack {
-			absent(key)
-		} else if body, _ := r.object(key); len(body) != 0 {
-			t.Errorf("%s: %q, want an empty object", tc.name, body)
-		}
-		if err := o.Close(); err != nil {
+		tc.before()
+		g := os.NewFile(uintptr(fd), p)
+		if _, err := g.Write([]byte("data")); err != nil {
 			t.Fatal(err)
 		}
-		if body, _ := r.object(key); len(body) != 0 {
-			t.Errorf("%s: %q after the last close, want an empty object", tc.name, body)
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
 		}
+		if n := r.client.Stats()["PUT"] - before["PUT"]; n != 1 {
+			t.Errorf("%s: %d PUTs for open, dup, close, write, close; want 1", tc.key, n)
+		}
+		holds(tc.key, "data")
+	}
+
+	// A second open of the file for writing: each close uploads, as the
+	// other handle's close may never come from this process.
+	p := filepath.Join(r.mnt, "two")
+	w, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	holds("two", "")
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
 	}
 
 	// A child's copy does not hold back the parent's close.
 	p = filepath.Join(r.mnt, "child")
-	f, err = os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1652,9 +1652,7 @@ func TestCloseOfAnEmptyFileWhileACopyStaysOpenDoesNotUpload(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if body, _ := r.object("child"); len(body) != 0 {
-		t.Errorf("child: %q, want an empty object", body)
-	}
+	holds("child", "")
 }
 
 // A truncate that has to wait for cache space must not hold up the file's
