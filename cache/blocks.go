@@ -254,8 +254,13 @@ func (c *BlockCache) putLocked(buf []byte) {
 	c.free = append(c.free, buf[:cap(buf)])
 }
 
-// getLocked hands out a buffer: a free one, a new one while under the
-// bound, else the least recently used block's.
+// getLocked hands out a buffer: a free one, a spent block's, a new one
+// while under the bound, else the least recently used block's. Spent blocks
+// go before the cache grows: a sequential read then cycles through about
+// its readahead window's worth of buffers instead of filling the whole
+// cache with blocks the page cache holds too, and a new mount's cold read
+// touches that much fresh memory rather than all of it (each fresh page
+// costs a fault and zeroing, many times a reused one on a virtual machine).
 func (c *BlockCache) getLocked() []byte {
 	for {
 		if n := len(c.free); n > 0 {
@@ -263,15 +268,16 @@ func (c *BlockCache) getLocked() []byte {
 			c.free = c.free[:n-1]
 			return buf
 		}
+		// Either frees its buffer unless a reader holds it.
+		if c.evictSpentLocked() {
+			continue
+		}
 		if c.allocated < c.slots || c.lru.Len() == 0 {
 			// Under the bound, or every buffer pinned or in flight.
 			c.allocated++
 			return c.arena.get()
 		}
-		// Either frees its buffer unless a reader holds it.
-		if !c.evictSpentLocked() {
-			c.lru.RemoveOldest()
-		}
+		c.lru.RemoveOldest()
 	}
 }
 

@@ -388,3 +388,41 @@ func TestBlockCacheEvictsSpentBlocksFirst(t *testing.T) {
 	get(6).Release()
 	cached(1, 4, 5, 6)
 }
+
+// A spent block's buffer is reused before the cache grows: a sequential
+// reader cycles through its window's worth of buffers, not the whole cache.
+func TestBlockCacheReusesSpentBlocksBeforeGrowing(t *testing.T) {
+	const bs = 1 << 10
+	data := make([]byte, 64*bs)
+	for i := range data {
+		data[i] = byte(i / bs)
+	}
+	c := memCache(t, data, bs, 32)
+	ctx := context.Background()
+	size := int64(len(data))
+	for i := int64(0); i < 64; i++ {
+		r, err := c.Block(ctx, BlockKey{"k", "e", i}, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Data()[0] != byte(i) || len(r.Data()) != bs {
+			t.Fatalf("block %d holds block %d's bytes", i, r.Data()[0])
+		}
+		c.Spent(r)
+		r.Release()
+	}
+	if n, allowed := c.Buffers(); n != 1 {
+		t.Errorf("%d buffers (of %d allowed) for a reader that read each block once and moved on, want 1", n, allowed)
+	}
+	// Blocks not spent fill the cache as before.
+	for i := int64(0); i < 40; i++ {
+		r, err := c.Block(ctx, BlockKey{"k", "e2", i}, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Release()
+	}
+	if n, allowed := c.Buffers(); n != allowed {
+		t.Errorf("%d buffers, want the %d allowed", n, allowed)
+	}
+}
