@@ -226,10 +226,25 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 
 	drainCtx, stopDrain := context.WithCancel(ctx)
 	defer stopDrain()
+	// served closes when the mount is gone: from then on a signal is no
+	// call to unmount. The mount point may already be another mount's (a
+	// umount, then a new mount there while this one drains), and
+	// unmounting by path would take that one down.
+	served := make(chan struct{})
 	go func() {
-		s := <-sig
+		var s os.Signal
+		select {
+		case s = <-sig:
+		case <-served:
+			return
+		}
 		logger.Info("unmounting", "signal", s.String())
 		for i := 0; i < 50; i++ {
+			select {
+			case <-served:
+				return
+			default:
+			}
 			if err := server.Unmount(); err == nil {
 				return
 			} else if i == 0 {
@@ -239,6 +254,7 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 		}
 	}()
 	server.Wait()
+	close(served)
 	logger.Info("unmounted", "mountpoint", c.mountpoint)
 	go func() {
 		// A second signal gives up on pending uploads (they stay journaled).

@@ -5,6 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,5 +203,73 @@ func TestSecondMountOnTheSameCacheDirIsRefused(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(mnt1, "dir", "hello")); err != nil {
 		t.Errorf("the first mount stopped working: %v", err)
+	}
+}
+
+// A mount that was unmounted (umount) and is still uploading what was
+// pending may find its mount point taken by a new mount. A signal then
+// stops its uploads; it must not unmount the new mount by path.
+func TestSignalWhileDrainingLeavesTheNextMountAlone(t *testing.T) {
+	e := setup(t)
+	// PUTs wait at this proxy until the test lets them through, so the
+	// first mount is still draining when the second mounts.
+	gate := make(chan struct{})
+	u, err := url.Parse(e.srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	defer close(gate)
+
+	mnt := t.TempDir()
+	a := e.cmd(e.srv.SecretKey, "--foreground", "--endpoint", proxy.URL, "--cache-dir", t.TempDir(), "--write-back-delay", "1h", e.bucket, mnt)
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = a.Process.Kill(); _ = a.Wait() }()
+	waitMounted(t, mnt, a)
+	if err := os.WriteFile(filepath.Join(mnt, "pending"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("umount: %v %s", err, out)
+	}
+	b := e.cmd(e.srv.SecretKey, "--foreground", "--endpoint", e.srv.Endpoint, "--cache-dir", t.TempDir(), e.bucket, mnt)
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = b.Process.Signal(syscall.SIGTERM)
+		_ = b.Wait()
+		syscall.Unmount(mnt, syscall.MNT_DETACH)
+	}()
+	waitMounted(t, mnt, b)
+	if err := a.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("the first mount ended before the signal: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Wait() }()
+	select {
+	case <-done: // it gave up its uploads (they stay journaled)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first mount did not end after the signal")
+	}
+	if !mounted(mnt) {
+		t.Fatal("the signal to the first mount unmounted the second")
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "dir", "hello")); err != nil {
+		t.Errorf("stat through the second mount: %v", err)
 	}
 }
