@@ -404,17 +404,45 @@ func (h *handle) readLocal(ctx context.Context, wf *cache.WriteFile, baseKey str
 		return fuse.ReadResultData(nil), 0
 	}
 	end := min(off+int64(len(dest)), size)
-	if err := h.fsys.fillFromBase(ctx, baseKey, wf, base, baseEnd, cache.Range{Off: off, Len: end - off}); err != nil {
+	buf := dest[:end-off]
+	r := cache.Range{Off: off, Len: end - off}
+	if wf.Discarded(r) {
+		return nil, h.fsys.errno("read", baseKey, cache.ErrDiscarded)
+	}
+	// What the local copy holds is read from it; what it lacks from the
+	// base object, through the read cache, without growing the local copy
+	// (which the upload then copies from the base on the server); zeros
+	// past the base's end.
+	local := func(from, to int64) error {
+		p := buf[from-off : to-off]
+		k, err := wf.ReadAt(p, from)
+		if err != nil && err != io.EOF {
+			return err
+		}
+		clear(p[k:]) // past the local file's end
+		return nil
+	}
+	pos := off
+	for _, m := range wf.Missing(r) {
+		if err := local(pos, m.Off); err != nil {
+			return nil, h.fsys.errno("read", baseKey, err)
+		}
+		clear(buf[m.Off-off : m.End()-off])
+		if base.etag != "" {
+			err := h.fsys.eachBaseSlice(ctx, baseKey, base, baseEnd, m, func(b []byte, at int64) error {
+				copy(buf[at-off:], b)
+				return nil
+			})
+			if err != nil {
+				return nil, h.fsys.errno("read", baseKey, err)
+			}
+		}
+		pos = m.End()
+	}
+	if err := local(pos, end); err != nil {
 		return nil, h.fsys.errno("read", baseKey, err)
 	}
-	k, err := wf.ReadAt(dest[:end-off], off)
-	if err != nil && err != io.EOF {
-		return nil, h.fsys.errno("read", baseKey, err)
-	}
-	for i := k; i < int(end-off); i++ {
-		dest[i] = 0 // past the local file's end: zeros up to size
-	}
-	return fuse.ReadResultData(dest[:end-off]), 0
+	return fuse.ReadResultData(buf), 0
 }
 
 // Flush implements FileFlusher: close uploads a changed file and reports

@@ -453,6 +453,20 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 	n.meta.fromListing = false
 	n.metaDirty = false // they went up with the data
 	ws.base, ws.baseKey, ws.baseEnd = n.meta, key, n.meta.size
+	if ws.emptied == emptied {
+		// The parts that left the cache are in the object just uploaded,
+		// the base from now on: the file may be written anywhere again
+		// (after an fsync, or a rename, while it is still open).
+		ws.discarded = false
+		ws.wf.Restore()
+	}
+	if ws.gen == gen && n.fsys.wb == nil && n.fsys.store.Pressure() {
+		// Every byte is in that object, and the cache is more than half
+		// full: the file, still open, gives its space back, so that it
+		// can go on growing; bytes read or rewritten later are fetched
+		// from the object.
+		ws.wf.Evict(cache.Range{Off: 0, Len: size})
+	}
 	n.openETag = etag
 	if ws.gen == gen {
 		ws.dirty = false
@@ -731,31 +745,41 @@ func (f *FS) fillFromBase(ctx context.Context, key string, wf *cache.WriteFile, 
 	if base.etag == "" {
 		return nil
 	}
+	for _, m := range wf.Missing(r) {
+		if err := f.eachBaseSlice(ctx, key, base, baseEnd, m, wf.Fill); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// eachBaseSlice hands the bytes of m that the base object (at key) holds up
+// to baseEnd to fn, a block's worth at a time, in order; fn must not keep
+// the slice. The blocks go through the read cache, asked for in runs of
+// blocks, one request each.
+func (f *FS) eachBaseSlice(ctx context.Context, key string, base objMeta, baseEnd int64, m cache.Range, fn func(b []byte, off int64) error) error {
 	bs := f.blocks.BlockSize()
 	run := int64(f.opt.ReadaheadRun)
-	for _, m := range wf.Missing(r) {
-		end := min(m.End(), baseEnd, base.size)
-		// Ask for the range in runs of blocks, one request each.
-		for i := m.Off / bs; i*bs < end; i += run {
-			n := min(run, (end-1)/bs-i+1)
-			f.blocks.Fetch(cache.BlockKey{Key: key, ETag: base.etag, Index: i}, int(n), base.size)
+	end := min(m.End(), baseEnd, base.size)
+	for i := m.Off / bs; i*bs < end; i += run {
+		n := min(run, (end-1)/bs-i+1)
+		f.blocks.Fetch(cache.BlockKey{Key: key, ETag: base.etag, Index: i}, int(n), base.size)
+	}
+	for off := m.Off; off < end; {
+		idx := off / bs
+		r, err := f.blocks.Block(ctx, cache.BlockKey{Key: key, ETag: base.etag, Index: idx}, base.size)
+		if err != nil {
+			return err
 		}
-		for off := m.Off; off < end; {
-			idx := off / bs
-			r, err := f.blocks.Block(ctx, cache.BlockKey{Key: key, ETag: base.etag, Index: idx}, base.size)
-			if err != nil {
-				return err
-			}
-			b := r.Data()
-			lo := off - idx*bs
-			hi := min(int64(len(b)), end-idx*bs)
-			err = wf.Fill(b[lo:hi], off)
-			r.Release()
-			if err != nil {
-				return err
-			}
-			off = idx*bs + hi
+		b := r.Data()
+		lo := off - idx*bs
+		hi := min(int64(len(b)), end-idx*bs)
+		err = fn(b[lo:hi], off)
+		r.Release()
+		if err != nil {
+			return err
 		}
+		off = idx*bs + hi
 	}
 	return nil
 }

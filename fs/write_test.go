@@ -703,6 +703,70 @@ func TestFileLargerThanTheCache(t *testing.T) {
 	r.noUploadsLeft()
 }
 
+// A file larger than the cache, fsynced while it is written (a logger, a
+// database's dump) or renamed meanwhile (logrotate's mv): once the upload
+// that holds its streamed parts is complete, that object holds them, and
+// the writer goes on writing (what it writes then stays in the cache until
+// the next close, which uploads the whole file, the rest copied from that
+// object on the server).
+func TestFileLargerThanTheCacheWrittenOnAfterFsyncOrRename(t *testing.T) {
+	for _, how := range []string{"fsync", "rename"} {
+		t.Run(how, func(t *testing.T) {
+			r := newBucket(t)
+			r.put("big", []byte("an older version"), nil)
+			r.mount(cfs.Options{CacheSize: 48 << 20, ChunkSize: 5 << 20})
+			const half = 60 << 20
+			p := filepath.Join(r.mnt, "big")
+			f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			writePattern(t, f, half)
+			key := "big"
+			if how == "fsync" {
+				if err := f.Sync(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				key = "big.1"
+				if err := os.Rename(p, filepath.Join(r.mnt, key)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			buf := make([]byte, 1<<20)
+			const more = 40 << 20 // the cache could not hold the file's bytes that stayed in it and these
+			for off := int64(half); off < half+more; off += int64(len(buf)) {
+				fillPattern(buf, off)
+				if _, err := f.Write(buf); err != nil {
+					t.Fatalf("write at %d after the %s: %v", off, how, err)
+				}
+			}
+			// Bytes that left the cache read back from that object.
+			rf, err := os.Open(filepath.Join(r.mnt, key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, want := make([]byte, 1<<20), make([]byte, 1<<20)
+			for _, off := range []int64{0, half - 3<<19, half + more - 1<<20} {
+				if _, err := rf.ReadAt(got, off); err != nil {
+					t.Fatalf("read at %d: %v", off, err)
+				}
+				fillPattern(want, off)
+				if !bytes.Equal(got, want) {
+					t.Errorf("read at %d: other bytes than written", off)
+				}
+			}
+			rf.Close()
+			if err := f.Close(); err != nil {
+				t.Fatalf("close: %v", err)
+			}
+			r.objectPattern(key, half+more)
+			r.noUploadsLeft()
+		})
+	}
+}
+
 // writePattern writes size bytes of fillPattern to f, 1 MiB at a time.
 func writePattern(t *testing.T, f *os.File, size int64) {
 	t.Helper()
