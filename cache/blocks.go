@@ -254,13 +254,15 @@ func (c *BlockCache) putLocked(buf []byte) {
 	c.free = append(c.free, buf[:cap(buf)])
 }
 
-// getLocked hands out a buffer: a free one, a spent block's, a new one
-// while under the bound, else the least recently used block's. Spent blocks
-// go before the cache grows: a sequential read then cycles through about
-// its readahead window's worth of buffers instead of filling the whole
-// cache with blocks the page cache holds too, and a new mount's cold read
-// touches that much fresh memory rather than all of it (each fresh page
-// costs a fault and zeroing, many times a reused one on a virtual machine).
+// getLocked hands out a buffer: a free one, a new one while under half
+// the bound, a spent block's, a new one while under the bound, else the
+// least recently used block's. Past half the bound spent blocks go before
+// the cache grows: a long sequential read then cycles through half the
+// cache instead of filling all of it with blocks the page cache holds too,
+// and a new mount's cold read touches that much fresh memory rather than
+// all of it (each fresh page costs a fault and zeroing, many times a reused
+// one on a virtual machine). Below half, what a reader read through stays
+// for a while (a short file read again, blocks read again with O_DIRECT).
 func (c *BlockCache) getLocked() []byte {
 	for {
 		if n := len(c.free); n > 0 {
@@ -269,7 +271,7 @@ func (c *BlockCache) getLocked() []byte {
 			return buf
 		}
 		// Either frees its buffer unless a reader holds it.
-		if c.evictSpentLocked() {
+		if c.allocated >= c.slots/2 && c.evictSpentLocked() {
 			continue
 		}
 		if c.allocated < c.slots || c.lru.Len() == 0 {

@@ -393,11 +393,20 @@ func (w *WriteFile) truncateFile(size int64) error {
 // uploaded part). Reading or writing r afterwards is refused.
 func (w *WriteFile) Discard(r Range) {
 	w.mu.Lock()
-	if !w.closed {
-		w.discarded = w.discarded.add(r)
+	if w.closed {
+		w.mu.Unlock()
+		return
 	}
+	held := r.Len
+	for _, m := range w.present.missing(r) {
+		held -= m.Len
+	}
+	w.present = w.present.sub(r)
+	w.discarded = w.discarded.add(r)
+	w.charged -= held
 	w.mu.Unlock()
-	w.Evict(r)
+	punchHole(w.f, r)
+	w.s.release(held)
 }
 
 // WriteOut writes r to the cache disk and then drops it from the page
@@ -475,26 +484,6 @@ func (w *WriteFile) Restore() {
 	w.mu.Lock()
 	w.discarded = nil
 	w.mu.Unlock()
-}
-
-// Evict gives back the space of r, whose bytes are available elsewhere
-// (the object an upload of the file just completed): r then counts as a
-// range the file never held, to be fetched or copied from there.
-func (w *WriteFile) Evict(r Range) {
-	w.mu.Lock()
-	if w.closed {
-		w.mu.Unlock()
-		return
-	}
-	held := r.Len
-	for _, m := range w.present.missing(r) {
-		held -= m.Len
-	}
-	w.present = w.present.sub(r)
-	w.charged -= held
-	w.mu.Unlock()
-	punchHole(w.f, r)
-	w.s.release(held)
 }
 
 // Discarded reports whether any of r was discarded.

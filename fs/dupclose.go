@@ -33,7 +33,8 @@ const maxFdinfo = 1024
 
 // Mounted tells the file system where it is mounted, once the mount is up,
 // so that it can recognise its own files among a process's descriptors
-// (see heldElsewhere). Without it every close of a changed file uploads.
+// (see heldElsewhere) and tell whether it is still mounted there (see
+// StillMounted). Without it every close of a changed file uploads.
 func (f *FS) Mounted(mountpoint string) {
 	abs, err := filepath.Abs(mountpoint)
 	if err != nil {
@@ -50,6 +51,39 @@ func (f *FS) Mounted(mountpoint string) {
 	}
 	ids := mountIDs(b, abs)
 	f.mountIDs.Store(&ids)
+	f.mountpoint = abs
+}
+
+// StillMounted reports whether this mount is still at its mount point, as
+// far as /proc/self/mountinfo tells; true when that cannot be told. After
+// a lazy umount the mount point may already hold another mount, which an
+// unmount by path would take down.
+func (f *FS) StillMounted() bool {
+	p := f.mountIDs.Load()
+	if p == nil || len(*p) == 0 {
+		return true
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return true
+	}
+	return slices.Contains(*p, topMountAt(b, f.mountpoint))
+}
+
+// topMountAt is the id of the mount mountinfo lists last at mountpoint
+// (the one a path reaches, and an unmount by path takes), -1 for none.
+func topMountAt(info []byte, mountpoint string) int {
+	top := -1
+	for _, line := range strings.Split(string(info), "\n") {
+		fs := strings.Fields(line)
+		if len(fs) < 5 || unescapeMountinfo(fs[4]) != mountpoint {
+			continue
+		}
+		if id, err := strconv.Atoi(fs[0]); err == nil {
+			top = id
+		}
+	}
+	return top
 }
 
 // mountIDs parses mountinfo text: the ids of every mount of the device

@@ -19,6 +19,15 @@ func TestMountIDs(t *testing.T) {
 	if got := cfs.MountIDs(info, "/tmp/nothing"); len(got) != 0 {
 		t.Errorf("ids of a path nothing is mounted at: %v", got)
 	}
+	stacked := info + "100 97 0:54 / /tmp/a\\040b rw - fuse.cosmount other rw\n"
+	for _, tc := range []struct {
+		info, at string
+		want     int
+	}{{info, "/tmp/a b", 97}, {stacked, "/tmp/a b", 100}, {info, "/tmp/nothing", -1}} {
+		if got := cfs.TopMountAt(tc.info, tc.at); got != tc.want {
+			t.Errorf("top mount at %q: %d, want %d", tc.at, got, tc.want)
+		}
+	}
 }
 
 func TestParseFdinfo(t *testing.T) {

@@ -60,3 +60,6 @@ func ParseFdinfo(text string) (flags, mnt int, ino uint64, ok bool) {
 	fi, ok := parseFdinfo([]byte(text))
 	return fi.flags, fi.mnt, fi.ino, ok
 }
+
+// TopMountAt is the id of the mount mountinfo text lists last at mountpoint.
+func TopMountAt(info, mountpoint string) int { return topMountAt([]byte(info), mountpoint) }

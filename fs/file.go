@@ -297,10 +297,17 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	var base objMeta
 	var baseKey string
 	var baseEnd int64
+	var gone bool
 	if ws != nil {
 		size, base, baseKey, baseEnd = ws.size, ws.base, ws.baseKey, ws.baseEnd
+		// Checked with the base it goes with: an upload that completes
+		// makes the bytes that left the cache its new base's.
+		gone = off < size && ws.wf.Discarded(cache.Range{Off: off, Len: min(off+int64(len(dest)), size) - off})
 	}
 	n.mu.Unlock()
+	if gone {
+		return nil, h.fsys.errno("read", baseKey, cache.ErrDiscarded)
+	}
 	if ws != nil {
 		return h.readLocal(uninterrupted(ctx), ws.wf, baseKey, base, baseEnd, size, dest, off)
 	}
@@ -406,9 +413,6 @@ func (h *handle) readLocal(ctx context.Context, wf *cache.WriteFile, baseKey str
 	end := min(off+int64(len(dest)), size)
 	buf := dest[:end-off]
 	r := cache.Range{Off: off, Len: end - off}
-	if wf.Discarded(r) {
-		return nil, h.fsys.errno("read", baseKey, cache.ErrDiscarded)
-	}
 	// What the local copy holds is read from it; what it lacks from the
 	// base object, through the read cache, without growing the local copy
 	// (which the upload then copies from the base on the server); zeros
@@ -426,6 +430,10 @@ func (h *handle) readLocal(ctx context.Context, wf *cache.WriteFile, baseKey str
 	for _, m := range wf.Missing(r) {
 		if err := local(pos, m.Off); err != nil {
 			return nil, h.fsys.errno("read", baseKey, err)
+		}
+		if wf.Discarded(m) {
+			// Left the cache since the check in Read: not in base.
+			return nil, h.fsys.errno("read", baseKey, cache.ErrDiscarded)
 		}
 		clear(buf[m.Off-off : m.End()-off])
 		if base.etag != "" {

@@ -198,6 +198,8 @@ type FS struct {
 
 	mountIDs atomic.Pointer[[]int] // this mount's ids in mountinfo (see Mounted)
 	noFdinfo atomic.Bool           // /proc/TID/fdinfo unreadable as expected
+	// mountpoint: where Mounted found it (written once, before requests).
+	mountpoint string
 }
 
 // New builds the filesystem. ctx lives as long as the mount.

@@ -453,19 +453,14 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 	n.meta.fromListing = false
 	n.metaDirty = false // they went up with the data
 	ws.base, ws.baseKey, ws.baseEnd = n.meta, key, n.meta.size
-	if ws.emptied == emptied {
+	if ws.emptied == emptied && ws.st.mw == nil {
 		// The parts that left the cache are in the object just uploaded,
 		// the base from now on: the file may be written anywhere again
-		// (after an fsync, or a rename, while it is still open).
+		// (after an fsync, or a rename, while it is still open). Not when
+		// a new stream began meanwhile: parts of it may have left the
+		// cache too, and that upload holds them.
 		ws.discarded = false
 		ws.wf.Restore()
-	}
-	if ws.gen == gen && n.fsys.wb == nil && n.fsys.store.Pressure() {
-		// Every byte is in that object, and the cache is more than half
-		// full: the file, still open, gives its space back, so that it
-		// can go on growing; bytes read or rewritten later are fetched
-		// from the object.
-		ws.wf.Evict(cache.Range{Off: 0, Len: size})
 	}
 	n.openETag = etag
 	if ws.gen == gen {
@@ -501,6 +496,7 @@ func (n *File) moveStreamed(ctx context.Context, from, to, etag string, size int
 	n.mu.Lock()
 	if ws := n.ws; ws.emptied == emptied {
 		ws.base, ws.baseKey, ws.baseEnd, ws.discarded = objMeta{etag: etag, size: size}, from, min(size, ws.size), false
+		ws.wf.Restore()
 	}
 	n.ws.stray = from
 	n.mu.Unlock()

@@ -735,7 +735,7 @@ func TestFileLargerThanTheCacheWrittenOnAfterFsyncOrRename(t *testing.T) {
 				}
 			}
 			buf := make([]byte, 1<<20)
-			const more = 40 << 20 // the cache could not hold the file's bytes that stayed in it and these
+			const more = 12 << 20 // what the cache has room for next to the bytes that stayed in it
 			for off := int64(half); off < half+more; off += int64(len(buf)) {
 				fillPattern(buf, off)
 				if _, err := f.Write(buf); err != nil {

@@ -242,8 +242,15 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 		for i := 0; i < 50; i++ {
 			select {
 			case <-served:
+				stopDrain() // the signal came as the mount went
 				return
 			default:
+			}
+			if !fsys.StillMounted() {
+				// Unmounted lazily (umount -l) while files stay open:
+				// the path may hold another mount now.
+				logger.Warn("not unmounting: the mount point holds another mount now; ending once the open files are closed")
+				return
 			}
 			if err := server.Unmount(); err == nil {
 				return
