@@ -365,7 +365,7 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbed
 		errno := f.renameDir(ctx, src+"/", dst+"/")
 		if errno == 0 {
 			if ch := d.GetChild(name); ch != nil {
-				rejournalTree(ch, dst+"/")
+				rejournalTree(ch, src+"/", dst+"/", dst+"/")
 			}
 			f.moveDetached(src+"/", dst+"/")
 		}
@@ -470,21 +470,24 @@ func (f *FS) moveObject(ctx context.Context, src, dst string, m objMeta, meta ma
 	return out.ETag, 0
 }
 
-// rejournalTree follows a directory rename for the files under it being
-// written: their journal entries and the keys of the objects they started
-// from get the new names (prefix is the directory's new one).
-func rejournalTree(dir *gofs.Inode, prefix string) {
+// rejournalTree follows a directory rename (from the prefix src to dst) for
+// the files under it being written: their journal entries get the new
+// names, and so do the objects they started from that the rename moved (not
+// one left under a former name, see moveStreamed). prefix is dir's new one.
+func rejournalTree(dir *gofs.Inode, src, dst, prefix string) {
 	for name, ch := range dir.Children() {
 		switch n := ch.Operations().(type) {
 		case *File:
 			n.mu.Lock()
-			if n.ws != nil && n.ws.base.etag != "" {
-				n.ws.baseKey = prefix + name
+			if ws := n.ws; ws != nil && ws.base.etag != "" {
+				if rest, ok := strings.CutPrefix(ws.baseKey, src); ok {
+					ws.baseKey = dst + rest
+				}
 			}
 			n.mu.Unlock()
 			n.rejournal(prefix + name)
 		case *Dir:
-			rejournalTree(ch, prefix+name+"/")
+			rejournalTree(ch, src, dst, prefix+name+"/")
 		}
 	}
 }
