@@ -209,6 +209,7 @@ type WriteFile struct {
 	mu         sync.Mutex
 	present    rangeSet
 	discarded  rangeSet // uploaded, then given back to free the cache
+	restores   uint64   // calls of Restore
 	writtenOut rangeSet // handed to WriteOut: to stay out of the page cache
 	charged    int64    // bytes reserved in the store
 	prepaid    int64    // reserved by Prepay, not charged yet
@@ -339,10 +340,17 @@ func (w *WriteFile) Fill(p []byte, off int64) error {
 
 // ReadAt reads from the local file; ranges never written read as zeros.
 func (w *WriteFile) ReadAt(p []byte, off int64) (int, error) {
-	if w.Discarded(Range{off, int64(len(p))}) {
+	r := Range{off, int64(len(p))}
+	if w.Discarded(r) {
 		return 0, ErrDiscarded
 	}
-	return w.f.ReadAt(p, off)
+	n, err := w.f.ReadAt(p, off)
+	// Discard marks a range before it punches the hole: a range marked
+	// after the check above may have been read as the hole's zeros.
+	if w.Discarded(r) {
+		return 0, ErrDiscarded
+	}
+	return n, err
 }
 
 // Missing lists the parts of r that the file does not hold.
@@ -483,7 +491,17 @@ func (s *Store) writeOutLoop() {
 func (w *WriteFile) Restore() {
 	w.mu.Lock()
 	w.discarded = nil
+	w.restores++
 	w.mu.Unlock()
+}
+
+// Restores counts the calls of Restore: a reader that took the ranges
+// missing from the file for the base's may check that none became so by a
+// Restore meanwhile.
+func (w *WriteFile) Restores() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.restores
 }
 
 // Discarded reports whether any of r was discarded.

@@ -298,18 +298,25 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	var baseKey string
 	var baseEnd int64
 	var gone bool
+	var restores uint64
 	if ws != nil {
 		size, base, baseKey, baseEnd = ws.size, ws.base, ws.baseKey, ws.baseEnd
 		// Checked with the base it goes with: an upload that completes
 		// makes the bytes that left the cache its new base's.
 		gone = off < size && ws.wf.Discarded(cache.Range{Off: off, Len: min(off+int64(len(dest)), size) - off})
+		restores = ws.wf.Restores()
 	}
 	n.mu.Unlock()
 	if gone {
 		return nil, h.fsys.errno("read", baseKey, cache.ErrDiscarded)
 	}
 	if ws != nil {
-		return h.readLocal(uninterrupted(ctx), ws.wf, baseKey, base, baseEnd, size, dest, off)
+		res, errno, again := h.readLocal(uninterrupted(ctx), ws.wf, restores, baseKey, base, baseEnd, size, dest, off)
+		if again {
+			// An upload completed meanwhile: read again with its base.
+			return h.Read(ctx, dest, off)
+		}
+		return res, errno
 	}
 	if off >= h.size || len(dest) == 0 {
 		return fuse.ReadResultData(nil), 0
@@ -405,10 +412,11 @@ func (r *blocksResult) Done() {
 }
 
 // readLocal reads a file being written from its local copy, fetching what
-// it lacks from the object it started from.
-func (h *handle) readLocal(ctx context.Context, wf *cache.WriteFile, baseKey string, base objMeta, baseEnd, size int64, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+// it lacks from the object it started from. It reports again when the
+// ranges the copy lacked changed base meanwhile (see WriteFile.Restores).
+func (h *handle) readLocal(ctx context.Context, wf *cache.WriteFile, restores uint64, baseKey string, base objMeta, baseEnd, size int64, dest []byte, off int64) (res fuse.ReadResult, errno syscall.Errno, again bool) {
 	if off >= size {
-		return fuse.ReadResultData(nil), 0
+		return fuse.ReadResultData(nil), 0, false
 	}
 	end := min(off+int64(len(dest)), size)
 	buf := dest[:end-off]
@@ -429,11 +437,15 @@ func (h *handle) readLocal(ctx context.Context, wf *cache.WriteFile, baseKey str
 	pos := off
 	for _, m := range wf.Missing(r) {
 		if err := local(pos, m.Off); err != nil {
-			return nil, h.fsys.errno("read", baseKey, err)
+			return nil, h.fsys.errno("read", baseKey, err), false
 		}
 		if wf.Discarded(m) {
 			// Left the cache since the check in Read: not in base.
-			return nil, h.fsys.errno("read", baseKey, cache.ErrDiscarded)
+			return nil, h.fsys.errno("read", baseKey, cache.ErrDiscarded), false
+		}
+		if wf.Restores() != restores {
+			// Left the cache and came back as a new base's.
+			return nil, 0, true
 		}
 		clear(buf[m.Off-off : m.End()-off])
 		if base.etag != "" {
@@ -442,15 +454,15 @@ func (h *handle) readLocal(ctx context.Context, wf *cache.WriteFile, baseKey str
 				return nil
 			})
 			if err != nil {
-				return nil, h.fsys.errno("read", baseKey, err)
+				return nil, h.fsys.errno("read", baseKey, err), false
 			}
 		}
 		pos = m.End()
 	}
 	if err := local(pos, end); err != nil {
-		return nil, h.fsys.errno("read", baseKey, err)
+		return nil, h.fsys.errno("read", baseKey, err), false
 	}
-	return fuse.ReadResultData(buf), 0
+	return fuse.ReadResultData(buf), 0, false
 }
 
 // Flush implements FileFlusher: close uploads a changed file and reports
