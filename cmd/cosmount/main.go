@@ -232,14 +232,13 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 	// unmounting by path would take that one down.
 	served := make(chan struct{})
 	go func() {
-		var s os.Signal
-		select {
-		case s = <-sig:
-		case <-served:
-			return
-		}
-		logger.Info("unmounting", "signal", s.String())
-		for i := 0; i < 50; i++ {
+		for {
+			var s os.Signal
+			select {
+			case s = <-sig:
+			case <-served:
+				return
+			}
 			select {
 			case <-served:
 				stopDrain() // the signal came as the mount went
@@ -247,17 +246,26 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 			default:
 			}
 			if !fsys.StillMounted() {
-				// Unmounted lazily (umount -l) while files stay open:
-				// the path may hold another mount now.
-				logger.Warn("not unmounting: the mount point holds another mount now; ending once the open files are closed")
-				return
+				// Another mount covers ours, or ours was unmounted lazily
+				// (umount -l) while files stay open: unmounting the path
+				// would take down the other one.
+				logger.Warn("not unmounting: another mount is at the mount point now; unmount it first, or end cosmount with SIGKILL", "signal", s.String())
+				continue
 			}
-			if err := server.Unmount(); err == nil {
-				return
-			} else if i == 0 {
-				logger.Warn("unmount failed; retrying while the mount is busy", "err", err)
+			logger.Info("unmounting", "signal", s.String())
+			for i := 0; i < 50; i++ {
+				select {
+				case <-served:
+					return
+				default:
+				}
+				if err := server.Unmount(); err == nil {
+					return
+				} else if i == 0 {
+					logger.Warn("unmount failed; retrying while the mount is busy", "err", err)
+				}
+				time.Sleep(200 * time.Millisecond)
 			}
-			time.Sleep(200 * time.Millisecond)
 		}
 	}()
 	server.Wait()
