@@ -691,6 +691,11 @@ func (n *File) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 					return f.errno("truncate", key, err)
 				}
 			}
+			if n.ws.discarded {
+				// Parts left the cache while it waited (see above).
+				n.mu.Unlock()
+				return syscall.EIO
+			}
 		}
 		if int64(sz) != n.ws.size {
 			if err := n._truncate(int64(sz)); err != nil {
