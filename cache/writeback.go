@@ -490,8 +490,10 @@ func (s *Store) writeOutLoop() {
 // count as ranges the file never held, to be fetched or copied from there.
 func (w *WriteFile) Restore() {
 	w.mu.Lock()
-	w.discarded = nil
-	w.restores++
+	if len(w.discarded) > 0 {
+		w.discarded = nil
+		w.restores++
+	}
 	w.mu.Unlock()
 }
 

@@ -119,9 +119,12 @@ func (f *FS) moveDetached(src, dst string) {
 	f.detachedMu.Unlock()
 	for _, n := range moved {
 		n.mu.Lock()
-		if ws := n.ws; ws != nil && ws.base.etag != "" {
-			if rest, ok := strings.CutPrefix(ws.baseKey, src); ok {
+		if ws := n.ws; ws != nil {
+			if rest, ok := strings.CutPrefix(ws.baseKey, src); ok && ws.base.etag != "" {
 				ws.baseKey = dst + rest // the rename moved the base too
+			}
+			if rest, ok := strings.CutPrefix(ws.stray, src); ok {
+				ws.stray = dst + rest
 			}
 		}
 		n.mu.Unlock()

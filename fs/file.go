@@ -439,6 +439,11 @@ func (h *handle) readLocal(ctx context.Context, wf *cache.WriteFile, restores ui
 		if err := local(pos, m.Off); err != nil {
 			return nil, h.fsys.errno("read", baseKey, err), false
 		}
+		if wf.Restores() != restores {
+			// What was read may be a hole left by a part that went to
+			// an upload completed meanwhile.
+			return nil, 0, true
+		}
 		if wf.Discarded(m) {
 			// Left the cache since the check in Read: not in base.
 			return nil, h.fsys.errno("read", baseKey, cache.ErrDiscarded), false
@@ -461,6 +466,9 @@ func (h *handle) readLocal(ctx context.Context, wf *cache.WriteFile, restores ui
 	}
 	if err := local(pos, end); err != nil {
 		return nil, h.fsys.errno("read", baseKey, err), false
+	}
+	if wf.Restores() != restores {
+		return nil, 0, true
 	}
 	return fuse.ReadResultData(buf), 0, false
 }

@@ -479,9 +479,12 @@ func rejournalTree(dir *gofs.Inode, src, dst, prefix string) {
 		switch n := ch.Operations().(type) {
 		case *File:
 			n.mu.Lock()
-			if ws := n.ws; ws != nil && ws.base.etag != "" {
-				if rest, ok := strings.CutPrefix(ws.baseKey, src); ok {
+			if ws := n.ws; ws != nil {
+				if rest, ok := strings.CutPrefix(ws.baseKey, src); ok && ws.base.etag != "" {
 					ws.baseKey = dst + rest
+				}
+				if rest, ok := strings.CutPrefix(ws.stray, src); ok {
+					ws.stray = dst + rest // moved with the directory
 				}
 			}
 			n.mu.Unlock()

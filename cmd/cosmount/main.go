@@ -245,19 +245,19 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 				return
 			default:
 			}
-			if !fsys.StillMounted() {
-				// Another mount covers ours, or ours was unmounted lazily
-				// (umount -l) while files stay open: unmounting the path
-				// would take down the other one.
-				logger.Warn("not unmounting: another mount is at the mount point now; unmount it first, or end cosmount with SIGKILL", "signal", s.String())
-				continue
-			}
 			logger.Info("unmounting", "signal", s.String())
 			for i := 0; i < 50; i++ {
 				select {
 				case <-served:
 					return
 				default:
+				}
+				if !fsys.StillMounted() {
+					// Ours was unmounted lazily (umount -l) while files
+					// stay open, or another mount covers it: unmounting
+					// the path would take down whatever is there.
+					logger.Warn("not unmounting: the mount point does not reach this mount any more (umount -l, or another mount over it); it ends when its files are closed, or with SIGKILL", "signal", s.String())
+					break
 				}
 				if err := server.Unmount(); err == nil {
 					return
