@@ -209,7 +209,7 @@ type WriteFile struct {
 	mu         sync.Mutex
 	present    rangeSet
 	discarded  rangeSet // uploaded, then given back to free the cache
-	restores   uint64   // calls of Restore
+	restores   uint64   // calls of Restore that restored ranges
 	writtenOut rangeSet // handed to WriteOut: to stay out of the page cache
 	charged    int64    // bytes reserved in the store
 	prepaid    int64    // reserved by Prepay, not charged yet
@@ -497,9 +497,9 @@ func (w *WriteFile) Restore() {
 	w.mu.Unlock()
 }
 
-// Restores counts the calls of Restore: a reader that took the ranges
-// missing from the file for the base's may check that none became so by a
-// Restore meanwhile.
+// Restores counts the calls of Restore that restored ranges: a reader that
+// took the ranges missing from the file for the base's may check that none
+// became so meanwhile.
 func (w *WriteFile) Restores() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()

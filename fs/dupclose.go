@@ -1,7 +1,6 @@
 package fs
 
 import (
-	"bufio"
 	"bytes"
 	"os"
 	"path/filepath"
@@ -74,13 +73,9 @@ func (f *FS) StillMounted() bool {
 // (the one a path reaches, and an unmount by path takes), -1 for none.
 func topMountAt(info []byte, mountpoint string) int {
 	top := -1
-	for _, line := range strings.Split(string(info), "\n") {
-		fs := strings.Fields(line)
-		if len(fs) < 5 || unescapeMountinfo(fs[4]) != mountpoint {
-			continue
-		}
-		if id, err := strconv.Atoi(fs[0]); err == nil {
-			top = id
+	for _, e := range mountEntries(info) {
+		if e.at == mountpoint {
+			top = e.id
 		}
 	}
 	return top
@@ -89,26 +84,7 @@ func topMountAt(info []byte, mountpoint string) int {
 // mountIDs parses mountinfo text: the ids of every mount of the device
 // mounted last at mountpoint (bind mounts of it included).
 func mountIDs(info []byte, mountpoint string) []int {
-	type entry struct {
-		id  int
-		dev string
-		at  string
-	}
-	var es []entry
-	sc := bufio.NewScanner(bytes.NewReader(info))
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint options ...
-		fs := strings.Fields(sc.Text())
-		if len(fs) < 5 {
-			continue
-		}
-		id, err := strconv.Atoi(fs[0])
-		if err != nil {
-			continue
-		}
-		es = append(es, entry{id, fs[2], unescapeMountinfo(fs[4])})
-	}
+	es := mountEntries(info)
 	dev := ""
 	for _, e := range es {
 		if e.at == mountpoint {
@@ -122,6 +98,30 @@ func mountIDs(info []byte, mountpoint string) []int {
 		}
 	}
 	return ids
+}
+
+type mountEntry struct {
+	id  int
+	dev string // major:minor
+	at  string // mount point
+}
+
+// mountEntries parses the lines of mountinfo text, in order.
+func mountEntries(info []byte) []mountEntry {
+	var es []mountEntry
+	for line := range bytes.Lines(info) {
+		// id parent major:minor root mountpoint options ...
+		fs := strings.Fields(string(line))
+		if len(fs) < 5 {
+			continue
+		}
+		id, err := strconv.Atoi(fs[0])
+		if err != nil {
+			continue
+		}
+		es = append(es, mountEntry{id, fs[2], unescapeMountinfo(fs[4])})
+	}
+	return es
 }
 
 // unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
@@ -163,16 +163,11 @@ func (f *FS) heldElsewhere(tid uint32, ino uint64) bool {
 	}
 	var buf [256]byte
 	for _, name := range names {
-		fd, err := syscall.Open(dir+name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-		if err != nil {
+		b := readHead(dir+name, buf[:])
+		if b == nil {
 			continue // closed meanwhile
 		}
-		n, _ := syscall.Read(fd, buf[:])
-		syscall.Close(fd)
-		if n <= 0 {
-			continue
-		}
-		fi, ok := parseFdinfo(buf[:n])
+		fi, ok := parseFdinfo(b)
 		if !ok {
 			// Not the format this reads (before Linux 5.14 it had no
 			// inode number): not asked again.
@@ -196,13 +191,7 @@ type fdinfo struct {
 func parseFdinfo(b []byte) (fdinfo, bool) {
 	var fi fdinfo
 	var seen int
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+	for line := range bytes.Lines(b) {
 		k, v, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
 			continue

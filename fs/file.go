@@ -802,10 +802,6 @@ func (n *File) uploadAfterRelease() {
 	n.dropClean()
 }
 
-// callerTgid is the thread group (process) id of the FUSE request's caller,
-// 0 when unknown. The kernel gives the calling thread's id; the process's is
-// the "Tgid:" line near the top of /proc/TID/status, read with three plain
-// system calls, as every create, open and flush asks for it.
 // callerTid is the thread that sent a request, 0 when unknown.
 func callerTid(ctx context.Context) uint32 {
 	if c, ok := fuse.FromContext(ctx); ok {
@@ -814,36 +810,40 @@ func callerTid(ctx context.Context) uint32 {
 	return 0
 }
 
+// callerTgid is the thread group (process) id of the FUSE request's caller,
+// 0 when unknown. The kernel gives the calling thread's id; the process's is
+// the "Tgid:" line near the top of /proc/TID/status, read with three plain
+// system calls, as every create, open and flush asks for it.
 func callerTgid(ctx context.Context) int {
 	c, ok := fuse.FromContext(ctx)
 	if !ok || c.Pid == 0 {
 		return 0
 	}
-	fd, err := syscall.Open("/proc/"+strconv.Itoa(int(c.Pid))+"/status", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return int(c.Pid)
-	}
 	var buf [512]byte
-	n, err := syscall.Read(fd, buf[:])
-	syscall.Close(fd)
-	if err != nil || n <= 0 {
-		return int(c.Pid)
-	}
-	if t, ok := statusTgid(buf[:n]); ok {
+	if t, ok := statusTgid(readHead("/proc/"+strconv.Itoa(int(c.Pid))+"/status", buf[:])); ok {
 		return t
 	}
 	return int(c.Pid)
 }
 
+// readHead reads the start of a small file (of /proc) into buf with one
+// read: nil when it cannot.
+func readHead(path string, buf []byte) []byte {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	n, err := syscall.Read(fd, buf)
+	syscall.Close(fd)
+	if err != nil || n <= 0 {
+		return nil
+	}
+	return buf[:n]
+}
+
 // statusTgid finds the Tgid line of /proc/PID/status text.
 func statusTgid(b []byte) (int, bool) {
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+	for line := range bytes.Lines(b) {
 		if v, ok := bytes.CutPrefix(line, []byte("Tgid:")); ok {
 			t, err := strconv.Atoi(string(bytes.TrimSpace(v)))
 			return t, err == nil

@@ -198,7 +198,8 @@ type FS struct {
 
 	mountIDs atomic.Pointer[[]int] // this mount's ids in mountinfo (see Mounted)
 	noFdinfo atomic.Bool           // /proc/TID/fdinfo unreadable as expected
-	// mountpoint: where Mounted found it (written once, before requests).
+	// mountpoint: where Mounted found it (written before StillMounted is
+	// called, from the goroutine that starts the one calling it).
 	mountpoint string
 }
 
