@@ -67,7 +67,7 @@ func ceiling(args []string) error {
 	}
 	want := func(g string) bool { return only == "" || slices.Contains(strings.Split(only, ","), g) }
 
-	for run := 1; run <= c.runs; run++ {
+	for _, run := range c.runNumbers() {
 		if want("get") {
 			// cold: the server reads the object from its disk, as it does
 			// for the file systems' cold reads.
@@ -287,7 +287,7 @@ func putdir(args []string) error {
 	if err != nil {
 		return err
 	}
-	for run := 1; run <= c.runs; run++ {
+	for _, run := range c.runNumbers() {
 		t := time.Now()
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(parallel)

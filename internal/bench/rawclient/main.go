@@ -35,7 +35,16 @@ const (
 
 type common struct {
 	endpoint, bucket, out, profile string
-	runs                           int
+	runs, firstRun                 int
+}
+
+// runNumbers are the numbers of the runs to make, as the figures name them.
+func (c *common) runNumbers() []int {
+	var n []int
+	for i := range c.runs {
+		n = append(n, c.firstRun+i)
+	}
+	return n
 }
 
 func (c *common) register(fl *flag.FlagSet) {
@@ -44,6 +53,7 @@ func (c *common) register(fl *flag.FlagSet) {
 	fl.StringVar(&c.out, "out", "", "append JSON lines of figures here")
 	fl.StringVar(&c.profile, "profile", "local", "network profile named in the figures")
 	fl.IntVar(&c.runs, "runs", 3, "runs of each measurement")
+	fl.IntVar(&c.firstRun, "first-run", 1, "number of the first run in the figures (for runs interleaved with a file system's, one at a time)")
 }
 
 func (c *common) client() *transport.Client {
