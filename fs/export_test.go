@@ -63,3 +63,7 @@ func ParseFdinfo(text string) (flags, mnt int, ino uint64, ok bool) {
 
 // TopMountAt is the id of the mount mountinfo text lists last at mountpoint.
 func TopMountAt(info, mountpoint string) int { return topMountAt([]byte(info), mountpoint) }
+
+// CacheUsed is the space the write-back files take in the cache, as the
+// cache accounts it.
+func (f *FS) CacheUsed() int64 { return f.store.Used() }

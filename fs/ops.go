@@ -208,6 +208,14 @@ func (n *File) markUnlinked(key string) bool {
 			n.fsys.abortLater(ws._detachStream().mw)
 		}
 		remote = ws.uploaded
+		if n.opens == 0 {
+			// Closed with its upload pending or failed: no release will
+			// come to drop its local copy, and no upload will run.
+			ws.wf.Remove()
+			n.ws = nil
+			n.fsys.setFailed(n, false)
+			n.fsys.dropDetachedKey(key, n)
+		}
 	}
 	if n.opens > 0 && remote && n.meta.etag != "" {
 		n.deleteKey = key

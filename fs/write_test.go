@@ -2,6 +2,7 @@ package fs_test
 
 import (
 	"bytes"
+	"io/fs"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -1079,6 +1080,54 @@ func TestRsyncPatternCostsOneUploadAndOneCopy(t *testing.T) {
 	}
 	if _, info := r.object("d/data"); info.Metadata["mode"] != "33184" {
 		t.Fatalf("chmod not written by the unmount's drain: %v", info.Metadata)
+	}
+}
+
+// A closed file whose upload is still pending (here: --write-back-delay)
+// and is then removed, or replaced by a rename, gives its cache space and
+// its cache file back at once: nothing else would drop them.
+func TestRemovedPendingFileLeavesTheCache(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{WriteBackDelay: time.Hour})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	for _, name := range []string{"gone", "old", "new"} {
+		if err := os.WriteFile(m(name), bytes.Repeat([]byte(name), 1000), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if used := r.fsys.CacheUsed(); used == 0 {
+		t.Fatal("no cache space used by three pending files")
+	}
+	if err := os.Remove(m("gone")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(m("new"), m("old")); err != nil {
+		t.Fatal(err)
+	}
+	// One pending file is left: "old", with new's bytes.
+	if used, want := r.fsys.CacheUsed(), int64(len("new")*1000); used > want {
+		t.Errorf("cache space used after rm and mv over: %d bytes, want at most %d", used, want)
+	}
+	var files []string
+	_ = filepath.WalkDir(r.cacheDir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), "wb-") {
+			files = append(files, d.Name())
+		}
+		return nil
+	})
+	if len(files) != 1 {
+		t.Errorf("write-back files in the cache dir: %v, want one", files)
+	}
+	if err := r.unmount(); err != nil {
+		t.Fatalf("unmount: %v", err)
+	}
+	if got, _ := r.object("old"); !bytes.Equal(got, bytes.Repeat([]byte("new"), 1000)) {
+		t.Errorf("old in the bucket: %.20q...", got)
+	}
+	for _, k := range []string{"gone", "new"} {
+		if _, err := r.client.Head(context.Background(), &transport.HeadInput{Key: k}); !errors.Is(err, transport.ErrNotFound) {
+			t.Errorf("%s in the bucket: %v, want not found", k, err)
+		}
 	}
 }
 
