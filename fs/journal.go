@@ -168,15 +168,27 @@ func (n *File) commit() syscall.Errno {
 	}
 	// Every commit gets a new id: an upload already running carries the
 	// old one, so after a crash this entry is not mistaken for it.
-	old := ws.journalID
+	old, oldGen := ws.journalID, ws.committedGen
 	ws.journalID = newJournalID()
 	ws.committedGen = ws.gen
 	e := n._journalEntry(n.key())
 	n.mu.Unlock()
-	if err := ws.wf.Sync(); err != nil {
-		return f.errno("write-back", e.Key, err)
+	err := ws.wf.Sync()
+	if err == nil {
+		err = f.writeEntry(e)
 	}
-	if err := f.writeEntry(e); err != nil {
+	if err != nil {
+		// Not journaled: close reports it, and the upload is still
+		// scheduled (a failed one is retried, and the unmount journals
+		// it or tries again), so that the data is not left behind.
+		n.mu.Lock()
+		if ws.journalID == e.ID {
+			ws.journalID, ws.committedGen = old, oldGen
+		}
+		ws.lastErr = err
+		n.mu.Unlock()
+		f.setFailed(n, true)
+		f.wb.schedule(n)
 		return f.errno("write-back", e.Key, err)
 	}
 	f.removeEntry(old)

@@ -1131,6 +1131,44 @@ func TestRemovedPendingFileLeavesTheCache(t *testing.T) {
 	}
 }
 
+// With --write-back-delay, a close whose journal entry cannot be written
+// reports it, and the file is still uploaded after the delay.
+func TestWriteBackDelayCloseThatCannotJournalStillUploads(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{WriteBackDelay: 200 * time.Millisecond})
+	journal := filepath.Join(r.cacheDir, "journal")
+	if err := os.RemoveAll(journal); err != nil {
+		t.Fatal(err)
+	}
+	// A file where the journal's folder goes: no entry can be written.
+	if err := os.WriteFile(journal, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(r.mnt, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("kept")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err == nil {
+		t.Fatal("close without a journal: no error")
+	}
+	if err := os.Remove(journal); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() error {
+		_, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "f"})
+		return err
+	})
+	if got, _ := r.object("f"); string(got) != "kept" {
+		t.Errorf("f in the bucket: %q", got)
+	}
+	if err := r.unmount(); err != nil {
+		t.Errorf("unmount: %v", err)
+	}
+}
+
 func TestWriteBackDelayRsyncPatternCostsOneUpload(t *testing.T) {
 	r := newBucket(t)
 	r.mount(cfs.Options{WriteBackDelay: time.Hour})
