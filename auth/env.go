@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 )
 
 // envSet is one family of environment variables that can hold keys.
@@ -48,10 +49,24 @@ func fromEnv(getenv func(string) string) (c Credentials, name string, ok bool, e
 
 // KeyFiles reads keys from files that each hold one value (surrounding white
 // space is trimmed): the SecretId, the SecretKey and, optionally, a session
-// token. The keys are permanent. File modes are not checked, since
-// Kubernetes mounts secrets 0644 by default.
+// token. The keys carry no expiry, but the files are read on every
+// Retrieve: wrapped in a Refresher, they are read again when the server
+// refuses the keys and, with a token file (which an agent rotates), every
+// KeyFilesReread. File modes are not checked, since Kubernetes mounts
+// secrets 0644 by default.
 type KeyFiles struct {
 	SecretIDFile, SecretKeyFile, TokenFile string
+}
+
+// KeyFilesReread is how often a Refresher reads key files with a token file
+// again.
+const KeyFilesReread = 2 * time.Minute
+
+func (k *KeyFiles) rereadEvery() time.Duration {
+	if k.TokenFile != "" {
+		return KeyFilesReread
+	}
+	return 0
 }
 
 // Retrieve implements Provider.

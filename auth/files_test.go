@@ -209,3 +209,99 @@ func TestKeyFilesAndEnv(t *testing.T) {
 		t.Error("empty environment found keys")
 	}
 }
+
+// TestFileKeysReread: keys from files carry no expiry but are read again
+// when the server refuses them, and key files with a token file every
+// KeyFilesReread too; keys from the environment stay as they were.
+func TestFileKeysReread(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	clk := newFakeClock(t0)
+	id := writeFile(t, dir, "id", "AKIDfile\n", 0o644)
+	key := writeFile(t, dir, "key", "keyfile\n", 0o644)
+	tok := writeFile(t, dir, "tok", "tok1\n", 0o644)
+	p, _, err := NewProvider(ctx, SourceConfig{SecretIDFile: id, SecretKeyFile: key, TokenFile: tok, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := p.(*Refresher)
+	first, _ := r.Retrieve(ctx)
+	if first.SessionToken != "tok1" || !first.Permanent() {
+		t.Fatalf("first keys: %v %q", first, first.SessionToken)
+	}
+	// An agent rotates the token; the server refuses the old one.
+	writeFile(t, dir, "tok", "tok2\n", 0o644)
+	r.Invalidate(first)
+	if c, err := r.Retrieve(ctx); err != nil || c.SessionToken != "tok2" {
+		t.Fatalf("after Invalidate: %q %v", c.SessionToken, err)
+	}
+	// Rotated again, nothing refused yet: read again after KeyFilesReread.
+	writeFile(t, dir, "tok", "tok3\n", 0o644)
+	clk.Add(KeyFilesReread - time.Second)
+	r.Retrieve(ctx)
+	r.bg.Wait()
+	if c, _ := r.Retrieve(ctx); c.SessionToken != "tok2" {
+		t.Fatalf("read again before KeyFilesReread: %q", c.SessionToken)
+	}
+	clk.Add(time.Second)
+	if c, err := r.Retrieve(ctx); err != nil || c.SessionToken != "tok2" {
+		t.Fatalf("the periodic re-read blocked a caller: %q %v", c.SessionToken, err)
+	}
+	r.bg.Wait()
+	if c, _ := r.Retrieve(ctx); c.SessionToken != "tok3" {
+		t.Fatalf("not read again after KeyFilesReread: %q", c.SessionToken)
+	}
+	// Files being rewritten (missing for a moment): the keys in hand stay.
+	os.Remove(tok)
+	clk.Add(KeyFilesReread)
+	r.Retrieve(ctx)
+	r.bg.Wait()
+	if c, err := r.Retrieve(ctx); err != nil || c.SessionToken != "tok3" {
+		t.Fatalf("while the token file is missing: %q %v", c.SessionToken, err)
+	}
+	writeFile(t, dir, "tok", "tok4\n", 0o644)
+	clk.Add(DefaultMaxBackoff)
+	r.Retrieve(ctx)
+	r.bg.Wait()
+	if c, _ := r.Retrieve(ctx); c.SessionToken != "tok4" {
+		t.Fatalf("after the token file came back: %q", c.SessionToken)
+	}
+
+	// A passwd file: read again when the server refuses its keys, not
+	// unasked.
+	pw := writeFile(t, dir, "passwd", "AKIDold:keyold\n", 0o600)
+	p, _, err = NewProvider(ctx, SourceConfig{PasswdFile: pw, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = p.(*Refresher)
+	old, _ := r.Retrieve(ctx)
+	writeFile(t, dir, "passwd", "AKIDnew:keynew\n", 0o600)
+	clk.Add(24 * time.Hour)
+	r.Retrieve(ctx)
+	r.bg.Wait()
+	if c, _ := r.Retrieve(ctx); c.SecretID != "AKIDold" {
+		t.Errorf("passwd file read again unasked: %v", c)
+	}
+	r.Invalidate(old)
+	if c, err := r.Retrieve(ctx); err != nil || c.SecretID != "AKIDnew" {
+		t.Errorf("passwd file after Invalidate: %v %v", c, err)
+	}
+
+	// The environment's keys stay: nothing to read them from again.
+	p, _, err = NewProvider(ctx, SourceConfig{Env: func(k string) string {
+		return map[string]string{"TENCENTCLOUD_SECRET_ID": "AKIDenv", "TENCENTCLOUD_SECRET_KEY": "k"}[k]
+	}, HomeDir: dir, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = p.(*Refresher)
+	env, _ := r.Retrieve(ctx)
+	r.Invalidate(env)
+	clk.Add(24 * time.Hour)
+	r.Retrieve(ctx)
+	r.bg.Wait()
+	if c, err := r.Retrieve(ctx); err != nil || c.SecretID != "AKIDenv" || r.stale {
+		t.Errorf("environment keys after Invalidate: %v %v", c, err)
+	}
+}

@@ -25,12 +25,15 @@ const maxCredFile = 1 << 20
 // others have any permission on it (chmod 600). A file in cosfs' STS format
 // (COSAccessKeyId=... lines, see STSFile) is read as an STS file, as cosfs
 // does with -ocam_role=sts. The file is read on every Retrieve; wrapped in a
-// Refresher, that means once for permanent keys.
+// Refresher, that means once for permanent keys, and again whenever the
+// server refuses them (the keys in the file may have been rotated).
 type PasswdFile struct {
 	Path   string
 	Bucket string
 	Now    func() time.Time // for the STS format; nil means time.Now
 }
+
+func (p *PasswdFile) rereadEvery() time.Duration { return 0 }
 
 // Retrieve implements Provider.
 func (p *PasswdFile) Retrieve(context.Context) (Credentials, error) {

@@ -52,11 +52,17 @@ type RefresherOptions struct {
 //     remaining validity), and the current keys are used until they really
 //     expire;
 //   - permanent keys (zero ExpiredTime) are fetched once and never
-//     refreshed.
+//     refreshed, except from a source that reads files (key files, a
+//     passwd file, an STS file without a token): it is read again when the
+//     server refuses its keys (Invalidate), and every few minutes when it
+//     says so (key files with a token file), since the files can be
+//     rewritten under a running mount.
 type Refresher struct {
-	src  Provider
-	opts RefresherOptions
-	bg   sync.WaitGroup // running refreshes; tests wait on it
+	src    Provider
+	opts   RefresherOptions
+	reread bool           // src reads files: its permanent keys are re-read on Invalidate
+	every  time.Duration  // and this often when not zero
+	bg     sync.WaitGroup // running refreshes; tests wait on it
 
 	mu        sync.Mutex
 	have      bool        // cur holds keys once fetched
@@ -91,7 +97,19 @@ func NewRefresher(src Provider, opts RefresherOptions) *Refresher {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultSourceWait
 	}
-	return &Refresher{src: src, opts: opts}
+	r := &Refresher{src: src, opts: opts}
+	if f, ok := src.(fileSource); ok {
+		r.reread, r.every = true, f.rereadEvery()
+	}
+	return r
+}
+
+// fileSource is implemented by the sources that read files. The keys they
+// give carry no expiry but change when the files are rewritten: a
+// Refresher reads them again when the server refuses the keys and, when
+// rereadEvery is not zero, that often.
+type fileSource interface {
+	rereadEvery() time.Duration
 }
 
 // Retrieve implements Provider: it returns the current keys, starting a
@@ -100,11 +118,14 @@ func NewRefresher(src Provider, opts RefresherOptions) *Refresher {
 func (r *Refresher) Retrieve(ctx context.Context) (Credentials, error) {
 	r.mu.Lock()
 	now := r.opts.Now()
-	if r.have && r.cur.Permanent() {
+	if r.have && r.cur.Permanent() && !r.stale {
+		if r.reread && r.done == nil && !r.refreshAt.IsZero() && !now.Before(r.refreshAt) && !now.Before(r.retryAt) {
+			r.startLocked() // the files' periodic re-read
+		}
 		defer r.mu.Unlock()
 		return r.cur, nil
 	}
-	valid := r.have && now.Before(r.cur.ExpiredTime)
+	valid := r.validLocked(now)
 	if valid && !r.stale {
 		if r.done == nil && !now.Before(r.refreshAt) && !now.Before(r.retryAt) {
 			r.startLocked()
@@ -159,10 +180,11 @@ func (r *Refresher) Retrieve(ctx context.Context) (Credentials, error) {
 // Invalidate implements Invalidator: when refused are still the current
 // keys, the next Retrieve waits for a refresh, which starts now. Refused
 // keys that were already replaced are ignored, so many requests refused at
-// once cause one refresh. Permanent keys are never refreshed.
+// once cause one refresh. Permanent keys are never refreshed, unless they
+// come from files.
 func (r *Refresher) Invalidate(refused Credentials) {
 	r.mu.Lock()
-	if !r.have || r.cur.Permanent() || r.stale || !sameKeys(refused, r.cur) {
+	if !r.have || (r.cur.Permanent() && !r.reread) || r.stale || !sameKeys(refused, r.cur) {
 		r.mu.Unlock()
 		return
 	}
@@ -198,24 +220,34 @@ func (r *Refresher) refresh(done chan struct{}) {
 	r.done = nil
 	close(done)
 	r.mu.Unlock()
-	r.logf("%s", msg)
+	if msg != "" {
+		r.logf("%s", msg)
+	}
 }
 
 // recordLocked updates the state with the outcome of a refresh and says
-// what happened, for the log.
+// what happened, for the log ("" when there is nothing to say).
 func (r *Refresher) recordLocked(c Credentials, err error, now time.Time) string {
-	valid := r.have && now.Before(r.cur.ExpiredTime)
+	valid := r.validLocked(now)
 	switch {
 	case err != nil:
 		r.tries++
 		r.lastErr = err
 		wait := r.backoffLocked(now)
 		r.retryAt = now.Add(wait)
+		if valid && r.cur.Permanent() {
+			return fmt.Sprintf("re-reading credentials failed: %v; using the current ones, next attempt in %s", err, wait)
+		}
 		if valid {
 			return fmt.Sprintf("refreshing credentials failed: %v; using the current ones (expire in %s), next attempt in %s",
 				err, r.cur.ExpiredTime.Sub(now).Round(time.Second), wait)
 		}
 		return fmt.Sprintf("fetching credentials failed: %v; next attempt in %s", err, wait)
+	case r.have && sameKeys(c, r.cur) && c.ExpiredTime.Equal(r.cur.ExpiredTime) && c.Permanent() && !r.stale:
+		// A periodic re-read of files that did not change.
+		r.tries, r.lastErr, r.retryAt = 0, nil, time.Time{}
+		r.refreshAt = r.nextRereadLocked(now)
+		return ""
 	case r.have && sameKeys(c, r.cur) && c.ExpiredTime.Equal(r.cur.ExpiredTime):
 		// The source has nothing newer yet (a CVM role or an STS file
 		// not rotated yet): ask again later.
@@ -229,6 +261,13 @@ func (r *Refresher) recordLocked(c Credentials, err error, now time.Time) string
 	r.cur, r.have, r.stale = c, true, false
 	r.tries, r.lastErr, r.retryAt = 0, nil, time.Time{}
 	if c.Permanent() {
+		r.refreshAt = r.nextRereadLocked(now)
+		switch {
+		case r.reread && r.every > 0:
+			return fmt.Sprintf("credentials %s loaded from files, read again every %s and when the server refuses them", c, r.every)
+		case r.reread:
+			return fmt.Sprintf("credentials %s loaded from a file, read again when the server refuses them", c)
+		}
 		return fmt.Sprintf("credentials %s loaded (permanent)", c)
 	}
 	lifetime := c.ExpiredTime.Sub(now)
@@ -255,6 +294,20 @@ func (r *Refresher) backoffLocked(now time.Time) time.Duration {
 		d = min(d, max(r.cur.ExpiredTime.Sub(now)/2, r.opts.MinBackoff))
 	}
 	return d
+}
+
+// validLocked reports whether there are keys that have not expired.
+func (r *Refresher) validLocked(now time.Time) bool {
+	return r.have && (r.cur.Permanent() || now.Before(r.cur.ExpiredTime))
+}
+
+// nextRereadLocked is when permanent keys from files are read again
+// unasked: zero for never.
+func (r *Refresher) nextRereadLocked(now time.Time) time.Time {
+	if !r.reread || r.every <= 0 {
+		return time.Time{}
+	}
+	return now.Add(r.every)
 }
 
 // errLocked explains why there are no usable keys.

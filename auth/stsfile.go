@@ -25,12 +25,14 @@ import (
 // accessible to group or others.
 //
 // The file is read on every Retrieve; wrapped in a Refresher it is re-read
-// when the keys near their expiry, so a job that rewrites the file keeps
-// the mount working.
+// when the keys near their expiry, or when the server refuses them, so a
+// job that rewrites the file keeps the mount working.
 type STSFile struct {
 	Path string
 	Now  func() time.Time // nil means time.Now
 }
+
+func (s *STSFile) rereadEvery() time.Duration { return 0 }
 
 // Retrieve implements Provider.
 func (s *STSFile) Retrieve(context.Context) (Credentials, error) {

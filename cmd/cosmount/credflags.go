@@ -53,7 +53,7 @@ func addCredentialFlags(fl *flag.FlagSet) *credFlags {
 	fl.StringVar(&cf.secretKeyFile, "secret-key-file", "",
 		"credentials: `file` holding the SecretKey (with --secret-id-file)")
 	fl.StringVar(&cf.tokenFile, "token-file", "",
-		"`file` holding the session token that goes with --secret-id-file and --secret-key-file")
+		"`file` holding the session token that goes with --secret-id-file and --secret-key-file; the three files are read again every 2 minutes and when the server refuses the keys")
 	fl.StringVar(&cf.passwdFile, "passwd-file", "",
 		"credentials: cosfs-style passwd `file` (bucket:SecretId:SecretKey or SecretId:SecretKey lines), mode 0600; "+
 			"default ~/.passwd-cosmount, then /etc/passwd-cosmount, after the environment")
