@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -112,6 +113,9 @@ func (d *Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gof
 	ctx = uninterrupted(ctx)
 	if len(name) > 255 {
 		return nil, syscall.ENAMETOOLONG
+	}
+	if !utf8.ValidString(name) {
+		return nil, syscall.ENOENT // no key holds it
 	}
 	key := d.prefix() + name
 	n, revived := d.childFile(name), false

@@ -311,3 +311,47 @@ func (w *warnCounter) counts() map[string]int {
 	}
 	return m
 }
+
+// Names no key can hold are refused when a file, a directory, a symlink
+// or a rename would make them (EILSEQ for bytes that are not UTF-8,
+// ENAMETOOLONG for a key over 1,024 bytes), rather than accepted and then
+// never uploaded; and looking one up finds nothing without a request.
+func TestNamesNoKeyCanHoldAreRefused(t *testing.T) {
+	r := newBucket(t)
+	r.put("ok", []byte("x"), nil)
+	r.mount(cfs.Options{})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	bad := "caf\xe9"
+	if _, err := os.Stat(m(bad)); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("stat of a name that is not UTF-8: %v, want ENOENT", err)
+	}
+	if err := os.WriteFile(m(bad), []byte("data"), 0o644); !errors.Is(err, syscall.EILSEQ) {
+		t.Errorf("create: %v, want EILSEQ", err)
+	}
+	if err := os.Mkdir(m(bad), 0o755); !errors.Is(err, syscall.EILSEQ) {
+		t.Errorf("mkdir: %v, want EILSEQ", err)
+	}
+	if err := os.Symlink("ok", m(bad)); !errors.Is(err, syscall.EILSEQ) {
+		t.Errorf("symlink: %v, want EILSEQ", err)
+	}
+	if err := os.Rename(m("ok"), m(bad)); !errors.Is(err, syscall.EILSEQ) {
+		t.Errorf("rename: %v, want EILSEQ", err)
+	}
+	if b, err := os.ReadFile(m("ok")); err != nil || string(b) != "x" {
+		t.Errorf("ok after the refused rename: %q %v", b, err)
+	}
+	// Five levels of 200 bytes: each name is fine, the key is too long.
+	dir := ""
+	for i := range 5 {
+		dir = filepath.Join(dir, strings.Repeat(string(rune('a'+i)), 200))
+		if err := os.Mkdir(m(dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(m(filepath.Join(dir, strings.Repeat("f", 30))), nil, 0o644); !errors.Is(err, syscall.ENAMETOOLONG) {
+		t.Errorf("create with a key over 1,024 bytes: %v, want ENAMETOOLONG", err)
+	}
+	if err := os.WriteFile(m(filepath.Join(dir, "f")), []byte("y"), 0o644); err != nil {
+		t.Errorf("create with a key of %d bytes: %v", len(dir)+2, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -34,15 +35,23 @@ func owner(ctx context.Context, f *FS) (uint32, uint32) {
 	return f.opt.UID, f.opt.GID
 }
 
+// writable checks that name can be made in d: the mount is writable, and
+// the name can be an object's (keys are UTF-8, and at most maxKeyLen
+// bytes).
 func (d *Dir) writable(name string) syscall.Errno {
 	switch {
 	case d.fsys.opt.ReadOnly:
 		return syscall.EROFS
-	case len(name) > 255:
+	case len(name) > 255 || len(d.prefix())+len(name)+1 > maxKeyLen:
 		return syscall.ENAMETOOLONG
+	case !utf8.ValidString(name):
+		return syscall.EILSEQ
 	}
 	return 0
 }
+
+// maxKeyLen is the longest key S3 and COS take, in bytes.
+const maxKeyLen = 1024
 
 // Create implements NodeCreater: the file exists locally until its first
 // close uploads it (an empty file as a zero-byte PUT).
@@ -335,6 +344,9 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbed
 	np, ok := newParent.(*Dir)
 	if !ok {
 		return syscall.EXDEV
+	}
+	if errno := np.writable(newName); errno != 0 {
+		return errno
 	}
 	src, dst := d.prefix()+name, np.prefix()+newName
 	if src == dst {
