@@ -48,9 +48,9 @@ type RefresherOptions struct {
 //     keys; they wait only when there are no keys, or they have really
 //     expired, or the server refused them (Invalidate);
 //   - a refresh that fails, or brings back the same keys, is retried after
-//     a backoff (MinBackoff doubling to MaxBackoff, and at most half the
-//     remaining validity), and the current keys are used until they really
-//     expire;
+//     a backoff (MinBackoff doubling to MaxBackoff, at most half the
+//     remaining validity, and at most a few seconds once they have
+//     expired), and the current keys are used until they really expire;
 //   - permanent keys (zero ExpiredTime) are fetched once and never
 //     refreshed, except from a source that reads files (key files, a
 //     passwd file, an STS file without a token): it is read again when the
@@ -287,11 +287,18 @@ const maxExpiredWait = 3 * time.Second
 // backoffLocked is the wait before the next attempt after r.tries fruitless
 // refreshes: MinBackoff doubling up to MaxBackoff, and no more than half of
 // what remains of the current keys' validity (but at least MinBackoff).
+// Once no valid keys remain it is at most maxExpiredWait, whatever the
+// tries before the expiry: callers wait for the next attempt rather than
+// fail at once, and a source that recovered is asked again within seconds.
 func (r *Refresher) backoffLocked(now time.Time) time.Duration {
 	d := r.opts.MinBackoff << min(max(r.tries-1, 0), 20)
 	d = min(d, r.opts.MaxBackoff)
-	if r.have && now.Before(r.cur.ExpiredTime) {
+	switch {
+	case r.have && r.cur.Permanent():
+	case r.have && now.Before(r.cur.ExpiredTime):
 		d = min(d, max(r.cur.ExpiredTime.Sub(now)/2, r.opts.MinBackoff))
+	default:
+		d = min(d, maxExpiredWait)
 	}
 	return d
 }

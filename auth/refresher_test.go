@@ -22,6 +22,8 @@ func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c
 
 func (c *fakeClock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
+func (c *fakeClock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+
 // fakeSource answers with next(n) on its n-th call (from 1). While gate is
 // non-nil, each call first waits for it to be closed.
 type fakeSource struct {
@@ -222,8 +224,10 @@ func TestRefresherFailedRefreshKeepsKeysWithBackoff(t *testing.T) {
 		t.Fatalf("expired keys: %v", err)
 	}
 	n := src.calls.Load()
-	if _, err := r.Retrieve(ctx); err == nil || src.calls.Load() != n {
-		t.Fatalf("an expired Retrieve in the backoff called the source: %v", err)
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := r.Retrieve(short); !errors.Is(err, context.DeadlineExceeded) || src.calls.Load() != n {
+		t.Fatalf("an expired Retrieve in the backoff did not wait for the next attempt: %v, %d calls", err, src.calls.Load()-n)
 	}
 	// The source comes back: the next attempt after the backoff blocks and succeeds.
 	src.set(rotating(clk, 15*time.Minute))
@@ -235,6 +239,37 @@ func TestRefresherFailedRefreshKeepsKeysWithBackoff(t *testing.T) {
 	defer logMu.Unlock()
 	if len(logs) == 0 || !strings.Contains(strings.Join(logs, "\n"), "using the current ones") {
 		t.Errorf("logs: %q", logs)
+	}
+}
+
+// TestRefresherExpiredBackoffIsShort: once the keys have expired, the wait
+// between attempts is at most maxExpiredWait, however many refreshes failed
+// before: a source that recovers is used within seconds.
+func TestRefresherExpiredBackoffIsShort(t *testing.T) {
+	clk := newFakeClock(t0)
+	src := &fakeSource{}
+	src.set(rotating(clk, 15*time.Minute))
+	r := NewRefresher(src, RefresherOptions{Now: clk.Now})
+	ctx := context.Background()
+	r.Retrieve(ctx)
+	src.set(func(int) (Credentials, error) { return Credentials{}, errors.New("STS down") })
+	clk.Add(10*time.Minute + time.Second) // in the margin: refreshes fail
+	for i := 0; i < 10; i++ {
+		r.Retrieve(ctx)
+		r.bg.Wait()
+		clk.Add(29 * time.Second)
+	}
+	clk.Set(t0.Add(15*time.Minute + time.Second)) // expired
+	if _, err := r.Retrieve(ctx); err == nil || !strings.Contains(err.Error(), "credentials expired at") {
+		t.Fatalf("expired keys: %v", err)
+	}
+	if n := src.calls.Load(); n < 10 {
+		t.Fatalf("%d source calls before the expiry, want at least 10", n)
+	}
+	src.set(rotating(clk, 15*time.Minute))
+	clk.Add(maxExpiredWait)
+	if c, err := r.Retrieve(ctx); err != nil || c.SecretID == "AKID1" {
+		t.Fatalf("%s after the source recovered: %v %v", maxExpiredWait, c, err)
 	}
 }
 
