@@ -173,3 +173,49 @@ func TestCAMRole(t *testing.T) {
 		t.Error("default endpoint changed")
 	}
 }
+
+// TestSTSURLRedirects: a redirect that keeps the scheme and host is
+// followed; one to another host, or from https to http, is refused before
+// the headers are sent there.
+func TestSTSURLRedirects(t *testing.T) {
+	const secret = "hdr-secret-value"
+	var leaked atomic.Int32
+	other := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Token") != "" || r.Header.Get("Authorization") != "" {
+			leaked.Add(1)
+		}
+		fmt.Fprint(w, stsAnswer)
+	})
+	same := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/moved":
+			http.Redirect(w, r, "/sts", http.StatusFound)
+		case "/away":
+			http.Redirect(w, r, other.URL+"/sts", http.StatusFound)
+		case "/sts":
+			fmt.Fprint(w, stsAnswer)
+		}
+	})
+	tok := writeFile(t, t.TempDir(), "tok", secret, 0o600)
+	get := func(u string, client *http.Client) error {
+		_, err := (&STSURL{URL: u, Client: client, Headers: map[string]string{"X-Token": secret},
+			HeaderFiles: map[string]string{"Authorization": tok}, Now: fixedNow(t0)}).Retrieve(context.Background())
+		return err
+	}
+	if err := get(same.URL+"/moved", nil); err != nil {
+		t.Errorf("redirect on the same host: %v", err)
+	}
+	if err := get(same.URL+"/away", nil); err == nil || !strings.Contains(err.Error(), "redirect must keep the scheme and host") {
+		t.Errorf("redirect to another host: %v", err)
+	}
+	tls := httptest.NewTLSServer(http.RedirectHandler(other.URL+"/sts", http.StatusFound))
+	defer tls.Close()
+	if err := get(tls.URL+"/sts", tls.Client()); err == nil || !strings.Contains(err.Error(), "redirect must keep the scheme and host") {
+		t.Errorf("redirect from https to http: %v", err)
+	} else if strings.Contains(err.Error(), secret) {
+		t.Errorf("error shows a header: %v", err)
+	}
+	if n := leaked.Load(); n != 0 {
+		t.Errorf("headers reached another server %d times", n)
+	}
+}

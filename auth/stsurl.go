@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -26,6 +27,8 @@ const (
 //
 // Errors never show header values, the URL's query or user info, or the
 // body, except the Code and Message of a Tencent STS error answer.
+// Redirects are followed only when they keep the scheme and host, so the
+// headers never go to another server or over plain http.
 type STSURL struct {
 	URL         string
 	Headers     map[string]string
@@ -80,6 +83,28 @@ func redactURL(raw string) string {
 	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 }
 
+var errRedirect = errors.New("refused: a redirect must keep the scheme and host")
+
+// sameOriginRedirect refuses a redirect to another scheme or host, which
+// would carry the request's headers (secrets read from files, say) to a
+// server they were not meant for, or over plain http; next, when not nil,
+// then judges the redirects that stay.
+func sameOriginRedirect(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		first := via[0].URL
+		if req.URL.Scheme != first.Scheme || !strings.EqualFold(req.URL.Host, first.Host) {
+			return fmt.Errorf("redirected to %s: %w", redactURL(req.URL.String()), errRedirect)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+}
+
 // httpGet GETs rawURL and returns the body of a 2xx answer. Its errors say
 // what went wrong without the URL's query, the headers or the body.
 func httpGet(ctx context.Context, client *http.Client, rawURL string, h http.Header, timeout time.Duration, limit int64, useProxy bool) ([]byte, error) {
@@ -97,6 +122,9 @@ func httpGet(ctx context.Context, client *http.Client, rawURL string, h http.Hea
 		client = &http.Client{Transport: tr}
 		defer tr.CloseIdleConnections()
 	}
+	cl := *client
+	cl.CheckRedirect = sameOriginRedirect(client.CheckRedirect)
+	client = &cl
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, errors.New("not an http:// or https:// URL")
@@ -119,6 +147,9 @@ func httpGet(ctx context.Context, client *http.Client, rawURL string, h http.Hea
 		}
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 			return nil, fmt.Errorf("no answer within %s", timeout)
+		}
+		if errors.Is(err, errRedirect) {
+			return nil, err
 		}
 		return nil, fmt.Errorf("unreachable: %w", err)
 	}
