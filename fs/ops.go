@@ -359,6 +359,10 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbed
 		}
 	}
 	dstMeta, dstErr := np.statChild(ctx, newName, dst)
+	if dstErr != 0 && dstErr != syscall.ENOENT {
+		// Not known to be absent: it may be a directory with files.
+		return dstErr
+	}
 	if dstErr == 0 {
 		if flags&1 != 0 {
 			return syscall.EEXIST
