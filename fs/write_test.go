@@ -2,12 +2,12 @@ package fs_test
 
 import (
 	"bytes"
-	"io/fs"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand"
 	"net/http"
 	"os"
