@@ -47,6 +47,22 @@ func (d *Dir) markComplete() {
 	d.mu.Unlock()
 }
 
+// forgetListings drops the completeness of the listings of the directory
+// n and of those below it, after a rename: the names they knew are known
+// under their old keys.
+func forgetListings(n *gofs.Inode) {
+	if d, ok := n.Operations().(*Dir); ok {
+		d.mu.Lock()
+		d.completeUntil = time.Time{}
+		d.mu.Unlock()
+	}
+	for _, ch := range n.Children() {
+		if ch.IsDir() {
+			forgetListings(ch)
+		}
+	}
+}
+
 func (d *Dir) complete() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -177,3 +177,27 @@ func TestListingNameCollisionAcrossPages(t *testing.T) {
 		t.Errorf("stat x: %v %v; want the directory", st, err)
 	}
 }
+
+// A directory listed in full and then renamed does not answer "no such
+// file" for the names it holds under its new name (the names its listing
+// knew were under the old one).
+func TestRenamedListedDirectoryFindsItsFiles(t *testing.T) {
+	r := newBucket(t)
+	r.put("a/x", []byte("x"), nil)
+	r.put("a/s/y", []byte("y"), nil)
+	r.mount(cfs.Options{})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	for _, d := range []string{"a", "a/s"} {
+		if _, err := os.ReadDir(m(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Rename(m("a"), m("b")); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{"b/x": "x", "b/s/y": "y"} {
+		if got, err := os.ReadFile(m(p)); err != nil || string(got) != want {
+			t.Errorf("%s after the rename: %q %v", p, got, err)
+		}
+	}
+}

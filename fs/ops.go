@@ -390,6 +390,7 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbed
 		if errno == 0 {
 			if ch := d.GetChild(name); ch != nil {
 				rejournalTree(ch, src+"/", dst+"/", dst+"/")
+				forgetListings(ch)
 			}
 			f.moveDetached(src+"/", dst+"/")
 		}
