@@ -133,7 +133,9 @@ func (c *statCache) known(key string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.lru.Peek(key)
-	return ok && !e.failed && (e.pending() || c.now().Before(e.expires))
+	// failed and expires are written before done is closed, without the
+	// lock: read only once pending() said it is closed.
+	return ok && (e.pending() || (!e.failed && c.now().Before(e.expires)))
 }
 
 // forgetIfResolved drops key's answer unless a request for it is in flight.
