@@ -116,7 +116,9 @@ func (n *File) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 	}
 	names := make([]string, 0, len(m.xattrs))
 	for k := range m.xattrs {
-		names = append(names, k)
+		if !foreignXattr(k) { // stored by another tool; Getxattr refuses them
+			names = append(names, k)
+		}
 	}
 	sort.Strings(names)
 	var b []byte

@@ -2,6 +2,7 @@ package fs_test
 
 import (
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -51,5 +52,13 @@ func TestOnlyUserXattrsAreSupported(t *testing.T) {
 	}
 	if n, err := unix.Getxattr(file, "user.color", buf); err != nil || string(buf[:n]) != "blue" {
 		t.Errorf("user.color: %q, %v", buf[:max(n, 0)], err)
+	}
+	// Another tool stored a security.* attribute with a user.* one (s3fs'
+	// form): only what getxattr answers is listed, so that cp -a and
+	// rsync -X do not fail on it.
+	r.put("other", []byte("y"), map[string]string{"xattr": url.QueryEscape(`{"user.a":"MQ==","security.selinux":"eA=="}`)})
+	n, err := unix.Listxattr(filepath.Join(r.mnt, "other"), buf)
+	if err != nil || string(buf[:n]) != "user.a\x00" {
+		t.Errorf("listxattr of an object with user.a and security.selinux: %q, %v", buf[:max(n, 0)], err)
 	}
 }
