@@ -21,7 +21,8 @@ type SourceConfig struct {
 	CredentialProcess string // --credential-process "CMD ARGS"
 	ProcessTimeout    time.Duration
 
-	STSURL         string            // --sts-url
+	STSURL         string            // --sts-url URL
+	STSURLFile     string            // --sts-url @/path/file: the URL is read from the file
 	STSHeaders     map[string]string // --sts-header Name=value
 	STSHeaderFiles map[string]string // --sts-header Name=@/path/file: header name -> file
 	HTTPTimeout    time.Duration     // STS URL and CAM role; 0 means DefaultHTTPTimeout
@@ -88,6 +89,9 @@ func pickSource(cfg SourceConfig) (Provider, string, error) {
 	case cfg.STSURL != "":
 		return &STSURL{URL: cfg.STSURL, Headers: cfg.STSHeaders, HeaderFiles: cfg.STSHeaderFiles,
 			Timeout: cfg.HTTPTimeout, Now: now}, "STS URL " + redactURL(cfg.STSURL), nil
+	case cfg.STSURLFile != "":
+		return &STSURL{URLFile: cfg.STSURLFile, Headers: cfg.STSHeaders, HeaderFiles: cfg.STSHeaderFiles,
+			Timeout: cfg.HTTPTimeout, Now: now}, "STS URL from " + cfg.STSURLFile, nil
 	case cfg.CAMRole != "":
 		return &CAMRole{Role: cfg.CAMRole, Endpoint: cfg.CAMEndpoint, Timeout: cfg.HTTPTimeout, Now: now},
 			"CAM role " + cfg.CAMRole, nil

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -217,5 +218,34 @@ func TestSTSURLRedirects(t *testing.T) {
 	}
 	if n := leaked.Load(); n != 0 {
 		t.Errorf("headers reached another server %d times", n)
+	}
+}
+
+// TestSTSURLFromFile: --sts-url @/path/file reads the URL, query included,
+// from the file on every request.
+func TestSTSURLFromFile(t *testing.T) {
+	var got atomic.Value
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.URL.Query().Get("token"))
+		fmt.Fprint(w, stsAnswer)
+	})
+	dir := t.TempDir()
+	f := writeFile(t, dir, "url", s.URL+"/sts?token=one\n", 0o600)
+	p, desc, err := NewProvider(context.Background(), SourceConfig{STSURLFile: f, Now: fixedNow(t0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := p.Retrieve(context.Background()); c.SecretID != "AKIDsts" || got.Load() != "one" {
+		t.Errorf("got %v, query token %q", c, got.Load())
+	}
+	if strings.Contains(desc, "one") || !strings.Contains(desc, f) {
+		t.Errorf("description %q", desc)
+	}
+	writeFile(t, dir, "url", s.URL+"/sts?token=two", 0o600)
+	if _, err := (&STSURL{URLFile: f, Now: fixedNow(t0)}).Retrieve(context.Background()); err != nil || got.Load() != "two" {
+		t.Errorf("rewritten URL file: %v %q", err, got.Load())
+	}
+	if _, err := (&STSURL{URLFile: filepath.Join(dir, "missing")}).Retrieve(context.Background()); err == nil || !strings.Contains(err.Error(), "sts-url file") {
+		t.Errorf("missing URL file: %v", err)
 	}
 }

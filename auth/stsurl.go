@@ -30,7 +30,11 @@ const (
 // Redirects are followed only when they keep the scheme and host, so the
 // headers never go to another server or over plain http.
 type STSURL struct {
-	URL         string
+	URL string
+	// URLFile, when set, names a file holding the URL (trimmed), read on
+	// every request: a URL with a secret in its query or user info stays
+	// out of the command line.
+	URLFile     string
 	Headers     map[string]string
 	HeaderFiles map[string]string
 	Client      *http.Client     // nil means one with Timeout and the environment's proxy
@@ -41,7 +45,14 @@ type STSURL struct {
 
 // Retrieve implements Provider.
 func (s *STSURL) Retrieve(ctx context.Context) (Credentials, error) {
-	name := "sts-url " + redactURL(s.URL)
+	rawURL := s.URL
+	if s.URLFile != "" {
+		var err error
+		if rawURL, err = readPublicFile(s.URLFile, "sts-url file"); err != nil {
+			return Credentials{}, err
+		}
+	}
+	name := "sts-url " + redactURL(rawURL)
 	headers := http.Header{}
 	for k, v := range s.Headers {
 		headers.Set(k, v)
@@ -53,7 +64,7 @@ func (s *STSURL) Retrieve(ctx context.Context) (Credentials, error) {
 		}
 		headers.Set(k, v)
 	}
-	body, err := httpGet(ctx, s.Client, s.URL, headers, s.Timeout, s.BodyLimit, true)
+	body, err := httpGet(ctx, s.Client, rawURL, headers, s.Timeout, s.BodyLimit, true)
 	if err != nil {
 		return Credentials{}, fmt.Errorf("%s: %w", name, err)
 	}

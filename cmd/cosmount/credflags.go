@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/textproto"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -39,7 +40,8 @@ func addCredentialFlags(fl *flag.FlagSet) *credFlags {
 	fl.StringVar(&cf.credentialProcess, "credential-process", "",
 		"credentials: run `CMD ARGS` (no shell) and read TmpSecretId/TmpSecretKey/SecurityToken/ExpiredTime JSON from its stdout; run again before the keys expire")
 	fl.StringVar(&cf.stsURL, "sts-url", "",
-		"credentials: GET temporary keys as JSON from this `URL` (your own STS endpoint); fetched again before they expire")
+		"credentials: GET temporary keys as JSON from this `URL` (your own STS endpoint); fetched again before they expire. "+
+			"A URL with a query or user info (which may hold secrets: ps shows flags) must be given as @/path/file, a file holding the URL")
 	fl.Var(&cf.stsHeaders, "sts-header",
 		"extra header for --sts-url: `Name=value`, or Name=@/path/file to read the value from a file on every request (use a file for tokens: ps shows flags); repeatable")
 	fl.StringVar(&cf.camRole, "cam-role", "",
@@ -60,6 +62,30 @@ func addCredentialFlags(fl *flag.FlagSet) *credFlags {
 	return cf
 }
 
+// check refuses what the flags cannot hold: an --sts-url whose query or
+// user info could be a secret, since ps shows the command line (and the
+// background process's). Errors never quote the URL.
+func (cf *credFlags) check() error {
+	if p, ok := strings.CutPrefix(cf.stsURL, "@"); ok {
+		if strings.TrimSpace(p) == "" {
+			return errors.New("--sts-url: no file after @")
+		}
+		return nil
+	}
+	if cf.stsURL == "" {
+		return nil
+	}
+	u, err := url.Parse(cf.stsURL)
+	if err != nil {
+		return errors.New("--sts-url is not a URL")
+	}
+	if u.User != nil || u.RawQuery != "" || u.ForceQuery {
+		return errors.New("--sts-url has a query or user info, which ps would show: " +
+			"put the URL in a file (mode 0600) and give --sts-url @/path/file")
+	}
+	return nil
+}
+
 // setLogger sets where credential refreshes are logged. Call it before the
 // provider is made (it may be called later: refreshes that follow use it).
 func (cf *credFlags) setLogger(l *slog.Logger) { cf.logger.Store(l) }
@@ -67,10 +93,15 @@ func (cf *credFlags) setLogger(l *slog.Logger) { cf.logger.Store(l) }
 // sourceConfig turns the flags into auth's configuration.
 func (cf *credFlags) sourceConfig(bucket string) auth.SourceConfig {
 	headers, files := cf.stsHeaders.split()
+	stsURL, stsURLFile := cf.stsURL, ""
+	if p, ok := strings.CutPrefix(stsURL, "@"); ok {
+		stsURL, stsURLFile = "", p
+	}
 	return auth.SourceConfig{
 		Bucket:            bucket,
 		CredentialProcess: cf.credentialProcess,
-		STSURL:            cf.stsURL,
+		STSURL:            stsURL,
+		STSURLFile:        stsURLFile,
 		STSHeaders:        headers,
 		STSHeaderFiles:    files,
 		CAMRole:           cf.camRole,

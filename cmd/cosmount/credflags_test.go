@@ -185,3 +185,35 @@ func TestCredFlagsMountFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestCredFlagsSTSURLSecret: an --sts-url with a query or user info is
+// refused (ps would show it, the background process's arguments too)
+// without quoting it; @/path/file names a file holding the URL.
+func TestCredFlagsSTSURLSecret(t *testing.T) {
+	const secret = "s3cr3t-VALUE"
+	for _, tc := range []struct{ url, want string }{
+		{"https://sts.example/keys", ""},
+		{"https://sts.example/keys?token=" + secret, "put the URL in a file"},
+		{"https://user:" + secret + "@sts.example/keys", "put the URL in a file"},
+		{"https://" + secret + "@sts.example/keys", "put the URL in a file"},
+		{"https://sts.example/keys?", "put the URL in a file"},
+		{"@/run/sts-url", ""},
+		{"@", "no file after @"},
+	} {
+		c, err := parseArgs([]string{"--sts-url", tc.url, "b", "/m"}, io.Discard)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q: %v", tc.url, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "--sts-url @/path/file") && tc.url != "@"):
+			t.Errorf("%q: error %v, want one saying %q", tc.url, err, tc.want)
+		case err != nil && strings.Contains(err.Error(), secret):
+			t.Errorf("%q: the error quotes the URL: %v", tc.url, err)
+		}
+		if err != nil || tc.url[0] != '@' {
+			continue
+		}
+		if sc := c.creds.sourceConfig("b"); sc.STSURL != "" || sc.STSURLFile != "/run/sts-url" {
+			t.Errorf("%q: STSURL %q, STSURLFile %q", tc.url, sc.STSURL, sc.STSURLFile)
+		}
+	}
+}

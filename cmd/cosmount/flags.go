@@ -236,5 +236,8 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	if c.statTTL < 0 || c.negTTL < 0 {
 		return nil, errors.New("cache TTLs cannot be negative")
 	}
+	if err := c.creds.check(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
