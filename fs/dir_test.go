@@ -201,3 +201,59 @@ func TestRenamedListedDirectoryFindsItsFiles(t *testing.T) {
 		}
 	}
 }
+
+// A file removed while open goes from the bucket at its last close, unless
+// its name was taken meanwhile: a new file with the same bytes (the same
+// ETag) stays. A directory renamed meanwhile does not take it along.
+func TestUnlinkedOpenFileLeavesANewFileOfItsNameAlone(t *testing.T) {
+	r := newBucket(t)
+	r.put("f", []byte("same"), nil)
+	r.put("d/g", []byte("gone"), nil)
+	r.put("d/h", []byte("moved"), nil)
+	r.mount(cfs.Options{})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	f, err := os.Open(m("f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := os.Open(m("d/g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"f", "d/g"} {
+		if err := os.Remove(m(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(m("f"), []byte("same"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(m("d"), m("e")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8)
+	if n, err := g.ReadAt(buf, 0); string(buf[:n]) != "gone" {
+		t.Errorf("read of d/g, removed, after its directory's rename: %q %v", buf[:n], err)
+	}
+	f.Close()
+	g.Close()
+	ctx := context.Background()
+	eventually(t, 10*time.Second, func() error {
+		if _, err := r.client.Head(ctx, &transport.HeadInput{Key: "d/g"}); !errors.Is(err, transport.ErrNotFound) {
+			return fmt.Errorf("d/g after its last close: %v, want not found", err)
+		}
+		return nil
+	})
+	if got, _ := r.object("f"); string(got) != "same" {
+		t.Errorf("f: %q", got)
+	}
+	if got, _ := r.object("e/h"); string(got) != "moved" {
+		t.Errorf("e/h: %q", got)
+	}
+	if _, err := r.client.Head(ctx, &transport.HeadInput{Key: "e/g"}); !errors.Is(err, transport.ErrNotFound) {
+		t.Errorf("e/g: %v, want not found", err)
+	}
+	if _, err := os.Stat(m("f")); err != nil {
+		t.Errorf("stat f: %v", err)
+	}
+}

@@ -526,7 +526,7 @@ func (n *File) release() {
 		return
 	}
 	if n.deleteKey != "" {
-		go n.fsys.deleteUnlinked(n.deleteKey, n.meta.etag)
+		go n.fsys.deleteUnlinked(n.deleteKey, n.meta.etag, n)
 		n.deleteKey = ""
 	}
 	if n.ws == nil {

@@ -194,7 +194,7 @@ type FS struct {
 	loggedKeys map[string]bool
 
 	hiddenMu sync.Mutex
-	hidden   map[string]int // unlinked keys whose object waits for a last close
+	hidden   map[string]*File // unlinked keys whose object waits for the last close of this file
 
 	mountIDs atomic.Pointer[[]int] // this mount's ids in mountinfo (see Mounted)
 	noFdinfo atomic.Bool           // /proc/TID/fdinfo unreadable as expected
@@ -228,7 +228,7 @@ func New(ctx context.Context, b Bucket, up Uploads, cp Copies, opt Options) (*FS
 		copier:     cp,
 		store:      store,
 		unlockDir:  unlock,
-		hidden:     map[string]int{},
+		hidden:     map[string]*File{},
 		failed:     map[*File]bool{},
 		stats:      newStatCache(200000),
 		mountTime:  time.Now(),
@@ -331,22 +331,41 @@ func (f *FS) warnOnce(key, msg string) {
 }
 
 // hide makes key invisible to lookups and listings until unhide.
-func (f *FS) hide(key string) {
+// hide keeps key out of the mount while n, unlinked but open, still reads
+// its object.
+func (f *FS) hide(key string, n *File) {
 	f.hiddenMu.Lock()
-	f.hidden[key]++
+	f.hidden[key] = n
 	f.hiddenMu.Unlock()
 }
 
+// unhide shows key again: a new file took the name.
 func (f *FS) unhide(key string) {
 	f.hiddenMu.Lock()
 	delete(f.hidden, key)
 	f.hiddenMu.Unlock()
 }
 
+// hiddenBy reports whether n still hides key: its name was not taken since.
+func (f *FS) hiddenBy(key string, n *File) bool {
+	f.hiddenMu.Lock()
+	defer f.hiddenMu.Unlock()
+	return f.hidden[key] == n
+}
+
+// unhideBy shows key again if n hides it.
+func (f *FS) unhideBy(key string, n *File) {
+	f.hiddenMu.Lock()
+	if f.hidden[key] == n {
+		delete(f.hidden, key)
+	}
+	f.hiddenMu.Unlock()
+}
+
 func (f *FS) isHidden(key string) bool {
 	f.hiddenMu.Lock()
 	defer f.hiddenMu.Unlock()
-	return f.hidden[key] > 0
+	return f.hidden[key] != nil
 }
 
 // stat resolves the name at key: from the cache, or with HEAD key and LIST

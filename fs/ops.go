@@ -228,21 +228,26 @@ func (n *File) markUnlinked(key string) bool {
 	}
 	if n.opens > 0 && remote && n.meta.etag != "" {
 		n.deleteKey = key
-		n.fsys.hide(key)
+		n.fsys.hide(key, n)
 		return false
 	}
 	return remote
 }
 
-// deleteUnlinked deletes an unlinked file's object after its last close,
-// unless the name holds another object by now.
-func (f *FS) deleteUnlinked(key, etag string) {
-	defer f.unhide(key)
+// deleteUnlinked deletes the object of n, unlinked while open, after its
+// last close, unless the name holds another object by now: one made
+// through this mount (even with the same bytes, hence the same ETag), or
+// by someone else.
+func (f *FS) deleteUnlinked(key, etag string, n *File) {
+	defer f.unhideBy(key, n)
 	defer f.namespaceChanged()
+	if !f.hiddenBy(key, n) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	o, err := f.bucket.Head(ctx, &transport.HeadInput{Key: key})
-	if err != nil || o.ETag != etag {
+	if err != nil || o.ETag != etag || !f.hiddenBy(key, n) {
 		return
 	}
 	if err := f.bucket.Delete(ctx, key); err != nil {
@@ -569,8 +574,13 @@ func (f *FS) renameDir(ctx context.Context, src, dst string) syscall.Errno {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(f.opt.RenameParallel)
 	listErr := transport.ListPages(gctx, f.bucket, transport.ListInput{Prefix: src}, func(out *transport.ListOutput) error {
-		keys = append(keys, out.Objects...)
 		for _, o := range out.Objects {
+			if f.isHidden(o.Key) {
+				// Unlinked, and still read by an open file: it goes at
+				// that file's last close, and does not move.
+				continue
+			}
+			keys = append(keys, o)
 			g.Go(func() error {
 				if strings.HasSuffix(o.Key, "/") {
 					// A marker: write a new one rather than copy it (some
