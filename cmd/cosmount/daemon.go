@@ -72,6 +72,9 @@ func readyNotifier() func(string) {
 	if os.Getenv(childEnv) != "3" {
 		return func(string) {}
 	}
+	// Not inherited by the commands this process runs (--credential-process
+	// and its children): one still running would keep the parent waiting.
+	syscall.CloseOnExec(3)
 	f := os.NewFile(3, "ready")
 	os.Unsetenv(childEnv)
 	done := false
