@@ -30,6 +30,10 @@ type Dir struct {
 	// a full listing, or because this mount made it empty), so a lookup of
 	// an unknown name needs no request.
 	completeUntil time.Time
+	// listed: the names that listing gave. A lookup of one of them still
+	// asks the server when nothing else knows it (its stat cache entry
+	// may be gone: a failed HEAD's short TTL, eviction).
+	listed map[string]uint32
 	// kids are the subdirectories of the last complete listing, sorted;
 	// lastKid the index of the one listed last and fetchedTo the last one
 	// prefetched (see prefetch.go).
@@ -40,10 +44,12 @@ type Dir struct {
 	statted, kidsStatted atomic.Bool
 }
 
-// markComplete records that every entry of d is known, for the stat TTL.
-func (d *Dir) markComplete() {
+// markComplete records that the listing of d gave every name it has
+// (names; nil for a directory made empty here), for the stat TTL.
+func (d *Dir) markComplete(names map[string]uint32) {
 	d.mu.Lock()
 	d.completeUntil = time.Now().Add(d.fsys.opt.StatTTL)
+	d.listed = names
 	d.mu.Unlock()
 }
 
@@ -53,7 +59,7 @@ func (d *Dir) markComplete() {
 func forgetListings(n *gofs.Inode) {
 	if d, ok := n.Operations().(*Dir); ok {
 		d.mu.Lock()
-		d.completeUntil = time.Time{}
+		d.completeUntil, d.listed = time.Time{}, nil
 		d.mu.Unlock()
 	}
 	for _, ch := range n.Children() {
@@ -63,17 +69,23 @@ func forgetListings(n *gofs.Inode) {
 	}
 }
 
-func (d *Dir) complete() bool {
+// absent reports whether d's complete listing says name is not there.
+func (d *Dir) absent(name string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return time.Now().Before(d.completeUntil)
+	if !time.Now().Before(d.completeUntil) {
+		d.listed = nil
+		return false
+	}
+	_, listed := d.listed[name]
+	return !listed
 }
 
 // statChild is FS.stat of the entry name (whose key is key), answered
 // without a request when d's listing (or this mount's mkdir) says it is
 // not there.
 func (d *Dir) statChild(ctx context.Context, name, key string) (objMeta, syscall.Errno) {
-	if d.complete() && d.GetChild(name) == nil && !d.fsys.stats.known(key) && !d.fsys.lazy.has(key) {
+	if d.absent(name) && d.GetChild(name) == nil && !d.fsys.stats.known(key) && !d.fsys.lazy.has(key) {
 		return objMeta{}, syscall.ENOENT
 	}
 	return d.fsys.stat(ctx, key)
@@ -256,7 +268,7 @@ func (d *Dir) list(ctx context.Context, l *listing) {
 				}
 			}
 			if len(names) <= maxCompleteDir {
-				d.markComplete()
+				d.markComplete(names)
 				d.setKids(subdirs(names))
 			}
 		}
@@ -443,7 +455,7 @@ func (f *FS) WarmRoot(out *transport.ListOutput) {
 		f.lazy.add(heads, f.opt.StatTTL, f.root)
 	}
 	if len(names) <= maxCompleteDir {
-		f.root.markComplete()
+		f.root.markComplete(names)
 		f.root.setKids(subdirs(names))
 	}
 }

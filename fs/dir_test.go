@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -256,4 +257,51 @@ func TestUnlinkedOpenFileLeavesANewFileOfItsNameAlone(t *testing.T) {
 	if _, err := os.Stat(m("f")); err != nil {
 		t.Errorf("stat f: %v", err)
 	}
+}
+
+// headFailBucket fails the HEADs of one key while armed.
+type headFailBucket struct {
+	cfs.Bucket
+	key atomic.Pointer[string]
+}
+
+func (b *headFailBucket) Head(ctx context.Context, in *transport.HeadInput) (*transport.ObjectInfo, error) {
+	if k := b.key.Load(); k != nil && *k == in.Key {
+		return nil, errors.New("injected failure")
+	}
+	return b.Bucket.Head(ctx, in)
+}
+
+// A name a complete listing gave is looked up again once what the stat
+// cache knew of it is gone (here: its HEAD failed, which keeps the
+// listing's attributes for the negative TTL only), never answered "no
+// such file" from the listing.
+func TestListedNameWhoseHeadFailedIsFoundLater(t *testing.T) {
+	r := newBucket(t)
+	r.put("d/a", []byte("a"), nil)
+	r.put("d/b", []byte("b"), nil)
+	hb := &headFailBucket{Bucket: r.counter}
+	r.bucketOverride = hb
+	r.mount(cfs.Options{NegativeTTL: 100 * time.Millisecond})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	k := "d/b"
+	hb.key.Store(&k)
+	if _, err := os.ReadDir(m("d")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(m("d/a")); err != nil { // sends the listing's HEADs
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	hb.key.Store(nil)
+	eventually(t, 10*time.Second, func() error {
+		if errno := r.fsys.ForgetEntry("d", "b"); errno != 0 && errno != syscall.ENOENT {
+			return errno
+		}
+		b, err := os.ReadFile(m("d/b"))
+		if err != nil || string(b) != "b" {
+			return fmt.Errorf("d/b: %q %v", b, err)
+		}
+		return nil
+	})
 }
