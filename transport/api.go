@@ -41,7 +41,7 @@ type GetInput struct {
 type GetOutput struct {
 	Body io.ReadCloser
 	Info ObjectInfo // Size is the whole object's size, not the range's
-	// ContentLength is the length of Body.
+	// ContentLength is the length of Body, -1 when unknown.
 	ContentLength int64
 }
 

@@ -57,24 +57,32 @@ func (c *Client) Get(ctx context.Context, in *GetInput) (*GetOutput, error) {
 		}
 		info.Size = total
 	case ranged:
-		// The server ignored the Range: skip to the offset ourselves.
+		// The server ignored the Range: skip to the offset ourselves, and
+		// stop at the length asked for, with or without a Content-Length.
 		if _, err := io.CopyN(io.Discard, resp.stream, in.Offset); err != nil {
 			resp.stream.Close()
 			return nil, &Error{Op: r.op.String(), Key: in.Key, Kind: ErrNetwork, Err: err}
 		}
 		if b.remaining >= 0 {
 			b.remaining = max(b.remaining-in.Offset, 0)
-			if in.Length >= 0 && in.Length < b.remaining {
-				b.remaining = in.Length
-				b.limited = true
-			}
+		}
+		if in.Length >= 0 && (b.remaining < 0 || in.Length < b.remaining) {
+			// Without a Content-Length the object may end before the
+			// range does: its end is then the body's.
+			b.upTo = b.remaining < 0
+			b.remaining = in.Length
+			b.limited = true
 		}
 	default:
 		if info.CRC64 != "" {
 			b.crc, b.want = crc64.New(crcTable), info.CRC64
 		}
 	}
-	return &GetOutput{Body: b, Info: info, ContentLength: b.remaining}, nil
+	n := b.remaining
+	if b.upTo {
+		n = -1
+	}
+	return &GetOutput{Body: b, Info: info, ContentLength: n}, nil
 }
 
 // emptyGet answers a zero-length read, or a range that begins at or past
@@ -136,6 +144,7 @@ type getBody struct {
 	off       int64 // object offset of the next byte
 	remaining int64 // bytes still due; -1 when unknown
 	limited   bool  // remaining is a limit on a longer stream
+	upTo      bool  // remaining is only a limit: the stream may end before
 	crc       hash.Hash64
 	want      string // the server's CRC64 of the whole object
 	resumes   int
@@ -164,7 +173,7 @@ func (b *getBody) Read(p []byte) (int, error) {
 		switch {
 		case err == nil:
 			return n, nil
-		case err == io.EOF && b.remaining <= 0:
+		case err == io.EOF && (b.remaining <= 0 || b.upTo):
 			if n > 0 {
 				b.remaining = 0
 				return n, nil

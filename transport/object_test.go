@@ -3,7 +3,11 @@ package transport
 import (
 	"bytes"
 	"errors"
+	"io"
+	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -51,5 +55,69 @@ func TestBadInput(t *testing.T) {
 	}
 	if recs := f.records(); len(recs) != 1 || string(recs[0].Body) != "body" {
 		t.Errorf("sent %q", recs[0].Body)
+	}
+}
+
+// TestGetRangeIgnored: a server that ignores Range and answers 200 with the
+// whole object, with or without a Content-Length (chunked), gives exactly
+// the range asked for; without a Content-Length the object's end ends the
+// body, with one a body cut short is an error.
+func TestGetRangeIgnored(t *testing.T) {
+	f := newCOSFake(t)
+	c := f.client(t)
+	ctx := testCtx(t)
+	data := make([]byte, 1000)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	var mode atomic.Value // "chunked", "length" or "cut"
+	f.SetHook(func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		if r.Method != http.MethodGet {
+			return false
+		}
+		w.Header().Set("ETag", `"etag"`)
+		switch mode.Load() {
+		case "chunked":
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush() // no Content-Length
+			w.Write(data)
+		case "length":
+			w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+			w.Write(data)
+		case "cut":
+			w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+			w.Write(data[:500])
+			w.(http.Flusher).Flush()
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close()
+		}
+		return true
+	})
+	read := func(off, n int64) ([]byte, int64, error) {
+		out, err := c.Get(ctx, &GetInput{Key: "k", Offset: off, Length: n})
+		if err != nil {
+			return nil, 0, err
+		}
+		defer out.Body.Close()
+		b, err := io.ReadAll(out.Body)
+		return b, out.ContentLength, err
+	}
+	for _, m := range []string{"chunked", "length"} {
+		mode.Store(m)
+		for _, tc := range []struct{ off, n int64 }{{0, 100}, {10, 20}, {900, 100}, {950, 100}} {
+			want := data[tc.off:min(tc.off+tc.n, int64(len(data)))]
+			got, _, err := read(tc.off, tc.n)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("%s: %d+%d: %d bytes (%v), want %d", m, tc.off, tc.n, len(got), err, len(want))
+			}
+		}
+	}
+	mode.Store("chunked")
+	if _, n, _ := read(10, 20); n != -1 {
+		t.Errorf("chunked: ContentLength %d, want -1 (the object may end first)", n)
+	}
+	mode.Store("cut")
+	if got, _, err := read(10, 900); err == nil {
+		t.Errorf("a body cut short read as %d bytes without an error", len(got))
 	}
 }
