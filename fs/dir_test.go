@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	cfs "cosmount/fs"
 	"cosmount/transport"
@@ -304,4 +308,75 @@ func TestListedNameWhoseHeadFailedIsFoundLater(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// With --fast-list, attributes come from listings, which carry no mode,
+// owner, mtime or xattrs. A change that writes the attributes back (chmod,
+// touch, setfattr, an append) reads the object's own first, so that it
+// keeps what it does not change; getfattr reads them too.
+func TestFastListChangesKeepTheObjectsAttributes(t *testing.T) {
+	r := newBucket(t)
+	xattr := url.QueryEscape(`{"user.a":"MQ=="}`)
+	meta := map[string]string{"mode": "33152", "uid": "1234", "gid": "4321", "mtime": "1000000000", "xattr": xattr}
+	for _, k := range []string{"d/chmod", "d/touch", "d/setfattr", "d/append", "d/getfattr"} {
+		r.put(k, []byte("data"), meta)
+	}
+	r.mount(cfs.Options{FastList: true})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	if _, err := os.ReadDir(m("d")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(m("d/chmod"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	when := time.Unix(1500000000, 0)
+	if err := os.Chtimes(m("d/touch"), when, when); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(m("d/setfattr"), "user.b", []byte("2"), 0); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(m("d/append"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("+more")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	if n, err := unix.Getxattr(m("d/getfattr"), "user.a", buf); err != nil || string(buf[:n]) != "1" {
+		t.Errorf("getxattr user.a: %q %v", buf[:max(n, 0)], err)
+	}
+	if err := r.unmount(); err != nil { // writes the attributes it holds back
+		t.Fatalf("unmount: %v", err)
+	}
+	for k, want := range map[string]map[string]string{
+		"d/chmod":    {"mode": "33184", "uid": "1234", "gid": "4321", "mtime": "1000000000"},
+		"d/touch":    {"mode": "33152", "uid": "1234", "gid": "4321", "mtime": "1500000000"},
+		"d/setfattr": {"mode": "33152", "uid": "1234", "gid": "4321", "mtime": "1000000000"},
+		"d/append":   {"mode": "33152", "uid": "1234", "gid": "4321"},
+	} {
+		o, err := r.client.Head(context.Background(), &transport.HeadInput{Key: k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, v := range want {
+			if got := o.Metadata[name]; got != v {
+				t.Errorf("%s: metadata %s = %q, want %q", k, name, got, v)
+			}
+		}
+		if k != "d/setfattr" && o.Metadata["xattr"] != xattr {
+			t.Errorf("%s: xattrs %q, want %q", k, o.Metadata["xattr"], xattr)
+		}
+	}
+	o, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "d/setfattr"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x, _ := url.QueryUnescape(o.Metadata["xattr"]); !strings.Contains(x, `"user.a"`) || !strings.Contains(x, `"user.b"`) {
+		t.Errorf("d/setfattr: xattrs %q, want user.a and user.b", x)
+	}
 }

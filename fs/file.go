@@ -113,6 +113,30 @@ func (n *File) refresh(ctx context.Context) (objMeta, syscall.Errno) {
 	return m, 0
 }
 
+// refreshExact is refresh with the attributes read from the object's
+// metadata when those known came from a listing alone (--fast-list): they
+// are about to be written back with a change, or its extended attributes
+// read, and a listing has neither mode, owner, mtime nor xattrs.
+func (n *File) refreshExact(ctx context.Context) (objMeta, syscall.Errno) {
+	m, errno := n.refresh(ctx)
+	if errno != 0 || !m.fromListing {
+		return m, errno
+	}
+	f := n.fsys
+	key := n.key()
+	o, err := f.bucket.Head(ctx, &transport.HeadInput{Key: key})
+	if err != nil {
+		return objMeta{}, f.errno("stat", key, err)
+	}
+	m = f.metaFromObject(o)
+	if m.fileType() != n.fileType() {
+		return objMeta{}, syscall.ESTALE
+	}
+	n.setMeta(m)
+	f.stats.put(key, m, true, f.opt.StatTTL)
+	return m, 0
+}
+
 // Getattr implements NodeGetattrer.
 func (n *File) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	ctx = uninterrupted(ctx)
@@ -150,7 +174,11 @@ func (n *File) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if (writable || flags&syscall.O_TRUNC != 0) && n.fsys.opt.ReadOnly {
 		return nil, 0, syscall.EROFS
 	}
-	m, errno := n.refresh(ctx)
+	refresh := n.refresh
+	if writable || flags&syscall.O_TRUNC != 0 {
+		refresh = n.refreshExact // its attributes go up with its data
+	}
+	m, errno := refresh(ctx)
 	if errno != 0 {
 		return nil, 0, errno
 	}
@@ -667,8 +695,10 @@ func (n *File) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 	}
 	key := n.key()
 	sz, resize := in.GetSize()
-	if resize {
-		if _, errno := n.refresh(ctx); errno != 0 {
+	if resize || n.getMeta().fromListing {
+		// (Attributes from a listing alone are made exact first: the
+		// change writes them all back.)
+		if _, errno := n.refreshExact(ctx); errno != 0 {
 			return errno
 		}
 	}

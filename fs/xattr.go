@@ -93,7 +93,7 @@ func (n *File) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	if foreignXattr(attr) {
 		return 0, syscall.EOPNOTSUPP
 	}
-	m, errno := n.refresh(ctx)
+	m, errno := n.refreshExact(ctx)
 	if errno != 0 {
 		return 0, errno
 	}
@@ -110,7 +110,7 @@ func (n *File) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 // Listxattr implements NodeListxattrer.
 func (n *File) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
 	ctx = uninterrupted(ctx)
-	m, errno := n.refresh(ctx)
+	m, errno := n.refreshExact(ctx)
 	if errno != 0 {
 		return 0, errno
 	}
@@ -172,7 +172,7 @@ func (n *File) changeXattrs(ctx context.Context, change func(map[string][]byte) 
 	if f.opt.ReadOnly {
 		return syscall.EROFS
 	}
-	if _, errno := n.refresh(ctx); errno != 0 {
+	if _, errno := n.refreshExact(ctx); errno != 0 {
 		return errno
 	}
 	n.mu.Lock()
