@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -113,11 +114,25 @@ func (c *Client) Delete(ctx context.Context, key string) error {
 }
 
 // DeleteMany removes keys, 1,000 per request (quiet mode), and returns the
-// keys the server could not delete. Missing keys count as deleted. The
-// error is for a whole request failing; keys of the batches before it have
-// been deleted.
+// keys the server could not delete. Missing keys count as deleted. Keys
+// that XML 1.0 cannot hold (control characters such as \x01) are deleted
+// one request each, after the batches: in the request's XML they would
+// name another key. The error is for a whole request failing; keys of the
+// requests before it have been deleted.
 func (c *Client) DeleteMany(ctx context.Context, keys []string) ([]DeleteError, error) {
 	var failed []DeleteError
+	var single []string
+	if i := slices.IndexFunc(keys, notXMLText); i >= 0 {
+		batchable := slices.Clone(keys[:i])
+		for _, k := range keys[i:] {
+			if notXMLText(k) {
+				single = append(single, k)
+			} else {
+				batchable = append(batchable, k)
+			}
+		}
+		keys = batchable
+	}
 	for len(keys) > 0 {
 		batch := keys[:min(len(keys), maxDeleteBatch)]
 		keys = keys[len(batch):]
@@ -146,7 +161,36 @@ func (c *Client) DeleteMany(ctx context.Context, keys []string) ([]DeleteError, 
 			failed = append(failed, DeleteError{Key: e.Key, Code: e.Code, Message: e.Message})
 		}
 	}
+	for _, k := range single {
+		err := c.Delete(ctx, k)
+		var e *Error
+		switch {
+		case err == nil:
+		case errors.As(err, &e) && (e.Code != "" || e.Kind == ErrInvalidRequest):
+			// This key's answer, as a batch would have given it.
+			failed = append(failed, DeleteError{Key: k, Code: e.Code, Message: e.Message})
+		default:
+			return failed, err
+		}
+	}
 	return failed, nil
+}
+
+// notXMLText reports whether s holds what XML 1.0 cannot carry: bytes that
+// are not UTF-8, control characters other than tab, newline and carriage
+// return, U+FFFE and U+FFFF. encoding/xml writes U+FFFD in their place.
+func notXMLText(s string) bool {
+	if !utf8.ValidString(s) {
+		return true
+	}
+	for _, r := range s {
+		switch {
+		case r == '\t' || r == '\n' || r == '\r':
+		case r < 0x20 || r == 0xFFFE || r == 0xFFFF:
+			return true
+		}
+	}
+	return false
 }
 
 // Copy copies an object within the bucket on the server, keeping its

@@ -121,3 +121,57 @@ func TestGetRangeIgnored(t *testing.T) {
 		t.Errorf("a body cut short read as %d bytes without an error", len(got))
 	}
 }
+
+// TestDeleteManyKeysXMLCannotHold: keys with characters XML 1.0 cannot
+// carry go one DELETE each (in the batch's XML they became U+FFFD: another
+// key was deleted, or none); the others go in one batch.
+func TestDeleteManyKeysXMLCannotHold(t *testing.T) {
+	f := newCOSFake(t)
+	c := f.client(t)
+	odd := []string{"a\x01b", "esc\x1b[0m", "bell\x07", "x\uffff"}
+	plain := []string{"plain", "dir/é & <x>", "tab\tnl\ncr\r"}
+	decoy := "a\ufffdb" // what "a\x01b" turns into in encoding/xml
+	for _, k := range append(append(append([]string{}, odd...), plain...), decoy) {
+		f.Put(k, []byte("x"), nil)
+	}
+	f.records()
+	failed, err := c.DeleteMany(testCtx(t), append(append(append([]string{}, plain[:1]...), odd...), plain[1:]...))
+	if err != nil || len(failed) != 0 {
+		t.Fatalf("delete many: %v %+v", err, failed)
+	}
+	for _, k := range append(append([]string{}, odd...), plain...) {
+		if _, ok := f.Object(k); ok {
+			t.Errorf("%q not deleted", k)
+		}
+	}
+	if _, ok := f.Object(decoy); !ok {
+		t.Errorf("%q deleted in place of another key", decoy)
+	}
+	var posts, deletes int
+	for _, r := range f.records() {
+		switch r.Method {
+		case http.MethodPost:
+			posts++
+		case http.MethodDelete:
+			deletes++
+		}
+	}
+	if posts != 1 || deletes != len(odd) {
+		t.Errorf("%d batch requests and %d single DELETEs, want 1 and %d", posts, deletes, len(odd))
+	}
+
+	// A key refused on its own comes back as a failed key.
+	f.Put("locked\x01", []byte("x"), nil)
+	f.SetHook(func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		if r.Method != http.MethodDelete {
+			return false
+		}
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>`))
+		return true
+	})
+	failed, err = c.DeleteMany(testCtx(t), []string{"locked\x01"})
+	if err != nil || len(failed) != 1 || failed[0].Key != "locked\x01" || failed[0].Code != "AccessDenied" {
+		t.Errorf("refused single delete: %+v %v", failed, err)
+	}
+}
