@@ -1,6 +1,7 @@
 package fs_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -378,5 +379,52 @@ func TestFastListChangesKeepTheObjectsAttributes(t *testing.T) {
 	}
 	if x, _ := url.QueryUnescape(o.Metadata["xattr"]); !strings.Contains(x, `"user.a"`) || !strings.Contains(x, `"user.b"`) {
 		t.Errorf("d/setfattr: xattrs %q, want user.a and user.b", x)
+	}
+}
+
+// A file renamed while open for reading stays readable through its open
+// handles, even the parts of it not read yet: the object they read goes at
+// their last close, as an unlinked file's does.
+func TestFileRenamedWhileOpenStaysReadable(t *testing.T) {
+	r := newBucket(t)
+	data := make([]byte, 3<<20)
+	for i := range data {
+		data[i] = byte(i * 7 / 5)
+	}
+	r.put("big", data, nil)
+	r.mount(cfs.Options{})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	f, err := os.Open(m("big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	if _, err := f.ReadAt(buf, 1<<20); err != nil { // not at 0: no readahead
+		t.Fatal(err)
+	}
+	if err := os.Rename(m("big"), m("other")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(m("other"), m("third")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(m("big")); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("stat big after the rename: %v, want ENOENT", err)
+	}
+	if n, err := f.ReadAt(buf, 2<<20); err != nil || !bytes.Equal(buf[:n], data[2<<20:2<<20+4096]) {
+		t.Errorf("read of the renamed file's handle: %d bytes, %v", n, err)
+	}
+	f.Close()
+	ctx := context.Background()
+	eventually(t, 10*time.Second, func() error {
+		for _, k := range []string{"big", "other"} {
+			if _, err := r.client.Head(ctx, &transport.HeadInput{Key: k}); !errors.Is(err, transport.ErrNotFound) {
+				return fmt.Errorf("%s after the last close: %v, want not found", k, err)
+			}
+		}
+		return nil
+	})
+	if got, _ := r.object("third"); !bytes.Equal(got, data) {
+		t.Errorf("third: %d bytes, want the object's %d", len(got), len(data))
 	}
 }

@@ -34,9 +34,10 @@ type File struct {
 	target   string // symlink target once read
 	opens    int    // open handles
 	ws       *writeState
-	// deleteKey: unlinked while open; this object goes at the last close.
-	deleteKey string
-	unlinked  bool // its name is gone: fstat shows no links
+	// deletes: objects it was read from, unlinked or renamed away while
+	// open; they go at the last close.
+	deletes  []objectVersion
+	unlinked bool // its name is gone: fstat shows no links
 	// metaDirty: meta holds attributes the object does not have yet (see
 	// metaflush.go).
 	metaDirty bool
@@ -553,10 +554,10 @@ func (n *File) release() {
 	if n.opens > 0 {
 		return
 	}
-	if n.deleteKey != "" {
-		go n.fsys.deleteUnlinked(n.deleteKey, n.meta.etag, n)
-		n.deleteKey = ""
+	for _, o := range n.deletes {
+		go n.fsys.deleteUnlinked(o.key, o.etag, n)
 	}
+	n.deletes = nil
 	if n.ws == nil {
 		return
 	}

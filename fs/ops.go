@@ -227,12 +227,15 @@ func (n *File) markUnlinked(key string) bool {
 		}
 	}
 	if n.opens > 0 && remote && n.meta.etag != "" {
-		n.deleteKey = key
+		n.deletes = append(n.deletes, objectVersion{key, n.meta.etag})
 		n.fsys.hide(key, n)
 		return false
 	}
 	return remote
 }
+
+// objectVersion names an object and the version of it seen.
+type objectVersion struct{ key, etag string }
 
 // deleteUnlinked deletes the object of n, unlinked while open, after its
 // last close, unless the name holds another object by now: one made
@@ -451,15 +454,26 @@ func (n *File) rename(ctx context.Context, src, dst string) syscall.Errno {
 	if withMeta {
 		meta = f.uploadMeta(m) // the copy carries the attributes set since
 	}
-	etag, errno := f.moveObject(ctx, src, dst, m, meta)
+	// Files open for reading read the object they opened, by its key: it
+	// goes at their last close, as an unlinked file's does.
+	n.mu.Lock()
+	keepSrc := n.opens > 0 && n.ws == nil
+	n.mu.Unlock()
+	etag, errno := f.moveObject(ctx, src, dst, m, meta, keepSrc)
 	if errno != 0 {
 		if withMeta {
 			n.restoreMeta()
 		}
 		return errno
 	}
+	if keepSrc {
+		f.hide(src, n)
+	}
 	n.setKey(dst)
 	n.mu.Lock()
+	if keepSrc {
+		n.deletes = append(n.deletes, objectVersion{src, m.etag})
+	}
 	if n.ws != nil && n.ws.base.etag == n.meta.etag {
 		n.ws.base.etag, n.ws.baseKey = etag, dst
 	}
@@ -473,20 +487,23 @@ func (n *File) rename(ctx context.Context, src, dst string) syscall.Errno {
 
 // renameObject moves an object the tree holds no node for.
 func (f *FS) renameObject(ctx context.Context, src, dst string, m objMeta) syscall.Errno {
-	_, errno := f.moveObject(ctx, src, dst, m, nil)
+	_, errno := f.moveObject(ctx, src, dst, m, nil, false)
 	return errno
 }
 
 // moveObject copies src to dst server-side, with metadata replaced by meta
-// unless it is nil, and deletes src; it returns the new object's ETag.
-func (f *FS) moveObject(ctx context.Context, src, dst string, m objMeta, meta map[string]string) (string, syscall.Errno) {
+// unless it is nil, and deletes src unless keepSrc; it returns the new
+// object's ETag.
+func (f *FS) moveObject(ctx context.Context, src, dst string, m objMeta, meta map[string]string, keepSrc bool) (string, syscall.Errno) {
 	out, err := f.copier.Copy(ctx, &transport.CopyObjectInput{SrcKey: src, DstKey: dst, SrcSize: m.size, SrcETag: m.etag,
 		ReplaceMetadata: meta != nil, Metadata: meta})
 	if err != nil {
 		return "", f.errno("rename", src, err)
 	}
-	if err := f.bucket.Delete(ctx, src); err != nil {
-		return "", f.errno("rename", src, err)
+	if !keepSrc {
+		if err := f.bucket.Delete(ctx, src); err != nil {
+			return "", f.errno("rename", src, err)
+		}
 	}
 	f.stats.put(src, objMeta{}, false, f.opt.NegativeTTL)
 	if m.fromListing || m.etag == "" {

@@ -506,7 +506,7 @@ func (n *File) moveStreamed(ctx context.Context, from, to, etag string, size int
 // moveUploaded moves the object an upload completed under a file's former
 // key to its key, with meta (the copy carries the attributes).
 func (f *FS) moveUploaded(ctx context.Context, from, to, etag string, size int64, meta map[string]string) (string, error) {
-	newETag, errno := f.moveObject(ctx, from, to, objMeta{etag: etag, size: size}, meta)
+	newETag, errno := f.moveObject(ctx, from, to, objMeta{etag: etag, size: size}, meta, false)
 	if errno != 0 {
 		return "", fmt.Errorf("uploaded under its former name %q, not moved to its name: %w", from, errno)
 	}
