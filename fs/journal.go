@@ -80,9 +80,17 @@ type writeBack struct {
 	running map[*File]bool
 	// draining: the mount has ended; upload even files still counted open.
 	draining bool
-	wake     chan struct{}
-	idle     *sync.Cond
+	// drainTries counts each file's failed uploads since the drain began;
+	// after drainTries of them it is left to the journal (gaveUp).
+	drainTries map[*File]int
+	gaveUp     int
+	wake       chan struct{}
+	idle       *sync.Cond
 }
+
+// drainTries is how many times the drain at the end of a mount tries a
+// pending upload before leaving it to the journal.
+const drainTries = 3
 
 func newJournalID() string {
 	b := make([]byte, 12)
@@ -319,7 +327,18 @@ func (wb *writeBack) upload(ctx context.Context, n *File) {
 	errno := n.flushNow(ctx)
 	wb.mu.Lock()
 	delete(wb.running, n)
-	if errno != 0 && ctx.Err() == nil {
+	switch {
+	case errno == 0 || ctx.Err() != nil:
+	case draining:
+		// The mount is ending: a few tries, then its journal entry
+		// takes it to the next mount, rather than holding this one.
+		if wb.drainTries[n]++; wb.drainTries[n] < drainTries {
+			wb.due[n] = time.Now().Add(time.Second)
+		} else {
+			wb.gaveUp++
+			wb.f.log.Warn("file not uploaded; it stays in the journal for the next mount on the cache dir", "key", n.key(), "errno", errno.Error())
+		}
+	default:
 		// Try again later; the data stays in the cache meanwhile.
 		wb.due[n] = time.Now().Add(max(wb.delay, 5*time.Second))
 	}
@@ -356,6 +375,7 @@ func (f *FS) Drain(ctx context.Context) error {
 	}
 	wb.mu.Lock()
 	wb.draining = true
+	wb.drainTries = map[*File]int{}
 	for n := range wb.due {
 		wb.due[n] = time.Time{}
 	}
@@ -365,8 +385,12 @@ func (f *FS) Drain(ctx context.Context) error {
 		wb.startDue(ctx, time.Now())
 		wb.mu.Lock()
 		pending := len(wb.due) + len(wb.running)
+		gaveUp := wb.gaveUp
 		wb.mu.Unlock()
 		if pending == 0 {
+			if gaveUp > 0 {
+				metaErr = errors.Join(metaErr, fmt.Errorf("%d files could not be uploaded; the next mount on %s uploads them", gaveUp, f.opt.CacheDir))
+			}
 			// Attributes the uploads could not write with the data.
 			return errors.Join(metaErr, f.flushMetaFiles(ctx, nil))
 		}

@@ -420,6 +420,34 @@ func TestFailedUploadJournaledAtUnmountAndUploadedByTheNextMount(t *testing.T) {
 	}
 }
 
+// With --write-back-delay, an upload that keeps failing does not hold the
+// unmount: after a few tries the drain leaves it to its journal entry and
+// says so, and the next mount on the cache dir uploads it.
+func TestWriteBackDrainLeavesAFailingUploadToTheJournal(t *testing.T) {
+	r, fb := newFailingBucket(t)
+	cacheDir := t.TempDir()
+	r.mount(cfs.Options{CacheDir: cacheDir, WriteBackDelay: time.Hour})
+	fb.fail.Store(true)
+	if err := os.WriteFile(filepath.Join(r.mnt, "f"), []byte("kept"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.unmount() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("unmount with an upload that keeps failing reported nothing")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("unmount still waiting after 30 s for an upload that keeps failing")
+	}
+	fb.fail.Store(false)
+	r.mount(cfs.Options{CacheDir: cacheDir, WriteBackDelay: time.Hour})
+	if got, _ := r.object("f"); string(got) != "kept" {
+		t.Errorf("f after the next mount: %q", got)
+	}
+}
+
 // A journaled file does not replace an object someone else wrote after it
 // was journaled: the next mount leaves that object alone and keeps the
 // entry and the data.
