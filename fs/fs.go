@@ -54,7 +54,12 @@ type Copies interface {
 
 // Options configures the filesystem.
 type Options struct {
-	Prefix   string // key prefix the mount shows, "" or ending in "/"
+	Prefix string // key prefix the mount shows, "" or ending in "/"
+	// Origin names the bucket (and server) the mount serves, prefix
+	// included. The cache dir records it: a mount of another origin is
+	// refused the cache dir while it holds uploads journaled for this one.
+	// "" leaves the cache dir's origin alone.
+	Origin   string
 	ReadOnly bool
 	UID, GID uint32
 	FileMode uint32 // permission bits for objects without a mode (0644)
@@ -212,6 +217,12 @@ func New(ctx context.Context, b Bucket, up Uploads, cp Copies, opt Options) (*FS
 	if !opt.ReadOnly {
 		var err error
 		if unlock, err = cache.LockDir(opt.CacheDir); err != nil {
+			return nil, err
+		}
+	}
+	if !opt.ReadOnly {
+		if err := claimCacheDir(opt.CacheDir, opt.Origin); err != nil {
+			unlock()
 			return nil, err
 		}
 	}

@@ -158,6 +158,32 @@ func writeDurable(path string, b []byte) error {
 	return nil
 }
 
+// claimCacheDir records origin as the one dir serves, unless dir holds
+// journaled uploads for another origin: their keys are another bucket's
+// (or another prefix's), and uploading them here would write them where
+// they do not belong.
+func claimCacheDir(dir, origin string) error {
+	if origin == "" {
+		return nil
+	}
+	p := filepath.Join(dir, "origin")
+	old, err := os.ReadFile(p)
+	switch {
+	case err == nil && string(old) == origin:
+		return nil
+	case err == nil:
+		if pending, _ := filepath.Glob(filepath.Join(dir, "journal", "*.json")); len(pending) > 0 {
+			return fmt.Errorf("cache dir %s holds %d uploads journaled for %s, not %s: mount that with this cache dir to upload them, or give this mount another --cache-dir", dir, len(pending), old, origin)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("cache dir: %w", err)
+	}
+	if err := writeDurable(p, []byte(origin)); err != nil {
+		return fmt.Errorf("cache dir: %w", err)
+	}
+	return nil
+}
+
 func (f *FS) removeEntry(id string) {
 	if id != "" {
 		os.Remove(filepath.Join(f.journalDir(), id+".json"))

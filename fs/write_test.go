@@ -448,6 +448,30 @@ func TestWriteBackDrainLeavesAFailingUploadToTheJournal(t *testing.T) {
 	}
 }
 
+// A cache dir holding uploads journaled for one bucket is refused to a
+// mount of another (whose keys these are not); the bucket they belong to
+// uploads them.
+func TestCacheDirWithAnotherBucketsJournalIsRefused(t *testing.T) {
+	r, fb := newFailingBucket(t)
+	cacheDir := t.TempDir()
+	r.mount(cfs.Options{CacheDir: cacheDir, Origin: "server bucket-a:"})
+	r.writeRefusedPut(fb, "f", []byte("for a"))
+	if err := r.unmount(); err == nil {
+		t.Fatal("unmount with a file not uploaded reported nothing")
+	}
+	fb.fail.Store(false)
+	up := transport.NewUploader(r.client, transport.UploaderOptions{MinPartSize: 5 << 20})
+	cp := transport.NewCopier(r.client, transport.CopierOptions{MinPartSize: 5 << 20})
+	_, err := cfs.New(context.Background(), r.client, up, cp, cfs.Options{CacheDir: cacheDir, Origin: "server bucket-b:"})
+	if err == nil || !strings.Contains(err.Error(), "bucket-a") {
+		t.Fatalf("mount of another bucket on the cache dir: %v, want it refused", err)
+	}
+	r.mount(cfs.Options{CacheDir: cacheDir, Origin: "server bucket-a:"})
+	if got, _ := r.object("f"); string(got) != "for a" {
+		t.Errorf("f after the mount of its bucket: %q", got)
+	}
+}
+
 // A journaled file does not replace an object someone else wrote after it
 // was journaled: the next mount leaves that object alone and keeps the
 // entry and the data.

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -161,6 +162,7 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 	}
 	fsys, err := cfs.New(ctx, client, up, cp, cfs.Options{
 		Prefix:            c.prefix,
+		Origin:            origin(c),
 		ReadOnly:          c.readOnly,
 		UID:               uint32(c.uid),
 		GID:               uint32(c.gid),
@@ -339,4 +341,19 @@ func startCPUProfile(path string) (func(), error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// origin names what the mount serves, for its cache dir: the server (its
+// host, for --endpoint; COS names its buckets uniquely), the bucket and
+// the prefix. It holds no secret: an endpoint's user info and query are
+// left out.
+func origin(c *config) string {
+	server := "cos"
+	if c.endpoint != "" {
+		server = c.endpoint
+		if u, err := url.Parse(c.endpoint); err == nil {
+			server = u.Scheme + "://" + u.Host + u.Path
+		}
+	}
+	return server + " " + c.bucket + ":" + c.prefix
 }
