@@ -428,3 +428,63 @@ func TestFileRenamedWhileOpenStaysReadable(t *testing.T) {
 		t.Errorf("third: %d bytes, want the object's %d", len(got), len(data))
 	}
 }
+
+// gatedPutBucket holds the PUT of one key until release is closed.
+type gatedPutBucket struct {
+	cfs.Bucket
+	key     string
+	started chan struct{}
+	release chan struct{}
+}
+
+func (b *gatedPutBucket) Put(ctx context.Context, in *transport.PutInput) (*transport.PutOutput, error) {
+	if in.Key == b.key {
+		close(b.started)
+		<-b.release
+	}
+	return b.Bucket.Put(ctx, in)
+}
+
+// A directory renamed while a file in it is being uploaded waits for that
+// upload and moves its object too: the object does not land under the old
+// name after the rename.
+func TestDirectoryRenamedDuringAnUploadMovesTheUploadedFile(t *testing.T) {
+	r := newBucket(t)
+	gb := &gatedPutBucket{Bucket: r.counter, key: "d/f", started: make(chan struct{}), release: make(chan struct{})}
+	r.bucketOverride = gb
+	r.mount(cfs.Options{})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	if err := os.Mkdir(m("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	written := make(chan error, 1)
+	go func() { written <- os.WriteFile(m("d/f"), []byte("data"), 0o644) }()
+	select {
+	case <-gb.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upload of d/f did not start")
+	}
+	renamed := make(chan error, 1)
+	go func() { renamed <- os.Rename(m("d"), m("e")) }()
+	time.Sleep(200 * time.Millisecond)
+	close(gb.release)
+	for _, c := range []chan error{written, renamed} {
+		select {
+		case err := <-c:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("write or rename still waiting")
+		}
+	}
+	if got, _ := r.object("e/f"); string(got) != "data" {
+		t.Errorf("e/f: %q", got)
+	}
+	if _, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "d/f"}); !errors.Is(err, transport.ErrNotFound) {
+		t.Errorf("d/f after the rename: %v, want not found", err)
+	}
+	if b, err := os.ReadFile(m("e/f")); err != nil || string(b) != "data" {
+		t.Errorf("e/f through the mount: %q %v", b, err)
+	}
+}

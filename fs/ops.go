@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -390,6 +391,10 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbed
 	}
 	if srcMeta.dir {
 		if ch := d.GetChild(name); ch != nil {
+			// Uploads of files below that are running finish first (under
+			// the names they started with, which the rename then moves),
+			// and none starts until the rename is done.
+			defer lockUploadsBelow(ch)()
 			if errno := holdStreamsBelow(ch); errno != 0 {
 				return errno
 			}
@@ -538,6 +543,43 @@ func rejournalTree(dir *gofs.Inode, src, dst, prefix string) {
 			n.rejournal(prefix + name)
 		case *Dir:
 			rejournalTree(ch, src, dst, prefix+name+"/")
+		}
+	}
+}
+
+// lockUploadsBelow takes the upload lock of every file under dir that has
+// a local copy, in the order of their keys (so that two renames of
+// directories sharing files take them in the same order), and returns
+// what gives them back.
+func lockUploadsBelow(dir *gofs.Inode) (unlock func()) {
+	var files []*File
+	var walk func(*gofs.Inode)
+	walk = func(dir *gofs.Inode) {
+		for _, ch := range dir.Children() {
+			switch n := ch.Operations().(type) {
+			case *File:
+				n.mu.Lock()
+				if n.ws != nil {
+					files = append(files, n)
+				}
+				n.mu.Unlock()
+			case *Dir:
+				walk(ch)
+			}
+		}
+	}
+	walk(dir)
+	keys := make(map[*File]string, len(files))
+	for _, n := range files {
+		keys[n] = n.key()
+	}
+	slices.SortFunc(files, func(a, b *File) int { return strings.Compare(keys[a], keys[b]) })
+	for _, n := range files {
+		n.upMu.Lock()
+	}
+	return func() {
+		for _, n := range files {
+			n.upMu.Unlock()
 		}
 	}
 }
