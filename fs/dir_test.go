@@ -488,3 +488,34 @@ func TestDirectoryRenamedDuringAnUploadMovesTheUploadedFile(t *testing.T) {
 		t.Errorf("e/f through the mount: %q %v", b, err)
 	}
 }
+
+// slowDeleteBucket takes a while over each DELETE.
+type slowDeleteBucket struct{ cfs.Bucket }
+
+func (b slowDeleteBucket) Delete(ctx context.Context, key string) error {
+	time.Sleep(300 * time.Millisecond)
+	return b.Bucket.Delete(ctx, key)
+}
+
+// The end of a mount waits for the deletes its last closes started: a file
+// removed while open is gone from the bucket once the drain returns.
+func TestDrainWaitsForTheDeleteOfAFileRemovedWhileOpen(t *testing.T) {
+	r := newBucket(t)
+	r.put("f", []byte("x"), nil)
+	r.bucketOverride = slowDeleteBucket{r.counter}
+	r.mount(cfs.Options{})
+	f, err := os.Open(filepath.Join(r.mnt, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(r.mnt, "f")); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := r.unmount(); err != nil {
+		t.Fatalf("unmount: %v", err)
+	}
+	if _, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "f"}); !errors.Is(err, transport.ErrNotFound) {
+		t.Errorf("f once the drain returned: %v, want not found", err)
+	}
+}

@@ -555,7 +555,11 @@ func (n *File) release() {
 		return
 	}
 	for _, o := range n.deletes {
-		go n.fsys.deleteUnlinked(o.key, o.etag, n)
+		n.fsys.bg.Add(1)
+		go func() {
+			defer n.fsys.bg.Done()
+			n.fsys.deleteUnlinked(o.key, o.etag, n)
+		}()
 	}
 	n.deletes = nil
 	if n.ws == nil {

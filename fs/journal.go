@@ -382,14 +382,32 @@ func (wb *writeBack) upload(ctx context.Context, n *File) {
 // Drain uploads every pending file now and waits for them, logging
 // progress; cosmount calls it when the mount ends.
 func (f *FS) Drain(ctx context.Context) error {
+	if err := f.waitBackground(ctx); err != nil {
+		// Given up: what is known to have failed is journaled still.
+		return errors.Join(fmt.Errorf("uploads of released files still running: %w", err), f.keepFailed(ctx))
+	}
+	err := f.drain(ctx)
+	// The deletes and aborts the drain's own work started (an unlinked
+	// file's object, a stray key, an upload given up).
+	if werr := f.waitBackground(ctx); werr != nil {
+		err = errors.Join(err, fmt.Errorf("deletes still running: %w", werr))
+	}
+	return err
+}
+
+// waitBackground waits for the work started in the background (f.bg).
+func (f *FS) waitBackground(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { f.bg.Wait(); close(done) }()
 	select {
 	case <-done:
+		return nil
 	case <-ctx.Done():
-		// Given up: what is known to have failed is journaled still.
-		return errors.Join(fmt.Errorf("uploads of released files still running: %w", ctx.Err()), f.keepFailed(ctx))
+		return ctx.Err()
 	}
+}
+
+func (f *FS) drain(ctx context.Context) error {
 	// Files whose upload failed get one more try, and the journal.
 	failErr := f.keepFailed(ctx)
 	// Attributes that could not be written are reported, after the
