@@ -467,7 +467,24 @@ func (f *FS) readJournal() []*journalEntry {
 		entries = append(entries, e)
 	}
 	slices.SortStableFunc(entries, func(a, b *journalEntry) int { return a.Written.Compare(b.Written) })
-	return entries
+	// One cache file, one pending upload: the newest entry. An older one
+	// survives its removal only by a crash before the folder reached the
+	// disk; replaying it would upload stale bytes, then drop the file the
+	// newer one needs.
+	newest := map[string]*journalEntry{}
+	for _, e := range entries {
+		newest[e.Cache] = e
+	}
+	kept := entries[:0]
+	for _, e := range entries {
+		if newest[e.Cache] != e {
+			f.log.Info("journal entry replaced by a newer one for the same cache file; dropped", "key", e.Key, "entry", e.ID)
+			f.removeEntry(e.ID)
+			continue
+		}
+		kept = append(kept, e)
+	}
+	return kept
 }
 
 // keptUploads is the ids of the multipart uploads that entries resume.

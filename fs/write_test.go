@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -469,6 +470,45 @@ func TestCacheDirWithAnotherBucketsJournalIsRefused(t *testing.T) {
 	r.mount(cfs.Options{CacheDir: cacheDir, Origin: "server bucket-a:"})
 	if got, _ := r.object("f"); string(got) != "for a" {
 		t.Errorf("f after the mount of its bucket: %q", got)
+	}
+}
+
+// Two journal entries for one cache file (the older one's removal lost in
+// a crash): the next mount replays the newer one only.
+func TestOlderJournalEntryOfTheSameCacheFileIsDropped(t *testing.T) {
+	r, fb := newFailingBucket(t)
+	cacheDir := t.TempDir()
+	r.mount(cfs.Options{CacheDir: cacheDir})
+	r.writeRefusedPut(fb, "f", []byte("newer data"))
+	if err := r.unmount(); err == nil {
+		t.Fatal("unmount with a file not uploaded reported nothing")
+	}
+	names := journalEntries(t, cacheDir)
+	if len(names) != 1 {
+		t.Fatalf("journal entries: %v, want one", names)
+	}
+	b, err := os.ReadFile(names[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e map[string]any
+	if err := json.Unmarshal(b, &e); err != nil {
+		t.Fatal(err)
+	}
+	e["id"], e["size"], e["written"] = "0123456789abcdef01234567", 5, time.Now().Add(-time.Hour)
+	if b, err = json.Marshal(e); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cacheDir, "journal", "0123456789abcdef01234567.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fb.fail.Store(false)
+	r.mount(cfs.Options{CacheDir: cacheDir})
+	if got, _ := r.object("f"); string(got) != "newer data" {
+		t.Errorf("f after the next mount: %q, want the newer entry's", got)
+	}
+	if names := journalEntries(t, cacheDir); len(names) != 0 {
+		t.Errorf("journal entries left: %v", names)
 	}
 }
 
