@@ -82,7 +82,19 @@ func (q *headQueue) work(ctx context.Context, run func(context.Context, headJob)
 type lazyHeads struct {
 	mu     sync.Mutex
 	groups map[string]*lazyGroup // by key
+	// sweepAt: the size at which add drops expired groups next (it
+	// doubles with what stays, so that adds cost O(1) on average).
+	sweepAt int
 }
+
+// Bounds of lazyHeads: it is swept of expired groups once it holds
+// lazySweep keys (then twice what stayed), and never holds more than
+// lazyMax: past that, groups are dropped, their files' attributes then
+// fetched one HEAD at a time when asked for.
+var (
+	lazySweep = 1 << 16
+	lazyMax   = 1 << 20
+)
 
 type lazyGroup struct {
 	jobs    []headJob // e is nil until started
@@ -99,12 +111,19 @@ func (l *lazyHeads) add(jobs []headJob, ttl time.Duration, dir *Dir) {
 	if l.groups == nil {
 		l.groups = map[string]*lazyGroup{}
 	}
-	if len(l.groups) > 1<<16 {
+	if len(l.groups) > max(l.sweepAt, lazySweep) {
 		for k, og := range l.groups {
 			if now.After(og.expires) {
 				delete(l.groups, k)
 			}
 		}
+		l.sweepAt = 2 * len(l.groups)
+	}
+	for k := range l.groups {
+		if len(l.groups)+len(jobs) <= lazyMax {
+			break
+		}
+		delete(l.groups, k)
 	}
 	for _, j := range jobs {
 		l.groups[j.key] = g
