@@ -128,7 +128,7 @@ func (f *FS) moveDetached(src, dst string) {
 			}
 		}
 		n.mu.Unlock()
-		n.rejournal(*n.lastKey.Load())
+		n.rejournal(*n.lastKey.Load(), nil)
 	}
 }
 

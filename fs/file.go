@@ -44,8 +44,11 @@ type File struct {
 	// lastKey: the key it last had in the tree (see detached.go).
 	lastKey atomic.Pointer[string]
 	// keyUnknown: since a rename moved the file, this mount does not know
-	// which object its key holds (meta.etag is not it) until it uploads.
+	// which object its key holds (meta.etag is not it) until it uploads;
+	// keyHolds, when set, is what the rename found there (its ETag, ""
+	// for none).
 	keyUnknown bool
+	keyHolds   *string
 }
 
 var (

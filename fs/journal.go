@@ -236,8 +236,12 @@ func (n *File) _journalEntry(key string) *journalEntry {
 	e := &journalEntry{ID: ws.journalID, Key: key, Cache: filepath.Base(ws.wf.Name()), Size: ws.size,
 		Meta: n.fsys.uploadMeta(n.meta), BaseETag: ws.base.etag, BaseKey: ws.baseKey, BaseSize: ws.baseEnd, BaseObjectSize: ws.base.size, Present: ws.wf.Present(),
 		Written: time.Now()}
-	if !n.keyUnknown {
+	switch {
+	case !n.keyUnknown:
 		etag := n.meta.etag
+		e.Expect = &etag
+	case n.keyHolds != nil:
+		etag := *n.keyHolds
 		e.Expect = &etag
 	}
 	return e
@@ -273,11 +277,15 @@ func checkExpected(e *journalEntry, o *transport.ObjectInfo) error {
 // rejournal rewrites a pending file's entry after a rename (to key) or an
 // attribute change, so that a crash uploads it under its new name and
 // attributes.
-func (n *File) rejournal(key string) {
+//
+// holds is what the key holds as far as the caller knows (an ETag, ""
+// for nothing), nil when it does not know: a replay of the entry after a
+// crash checks it, as it checks a file's own key.
+func (n *File) rejournal(key string, holds *string) {
 	f := n.fsys
 	n.setKey(key)
 	n.mu.Lock()
-	n.keyUnknown = true
+	n.keyUnknown, n.keyHolds = true, holds
 	n.mu.Unlock()
 	if f.wb == nil {
 		return

@@ -415,14 +415,21 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbed
 		f.unhide(dst)
 	}
 	if n := d.childFile(name); n != nil {
-		return n.rename(ctx, src, dst)
+		var holds *string // what dst holds, as far as its stat says
+		switch {
+		case dstErr == syscall.ENOENT:
+			holds = new(string)
+		case dstErr == 0 && !dstMeta.dir && dstMeta.etag != "":
+			holds = &dstMeta.etag
+		}
+		return n.rename(ctx, src, dst, holds)
 	}
 	return f.renameObject(ctx, src, dst, srcMeta)
 }
 
 // rename moves a file: a server-side copy and a delete, or, for a file not
 // uploaded yet, nothing remote at all.
-func (n *File) rename(ctx context.Context, src, dst string) syscall.Errno {
+func (n *File) rename(ctx context.Context, src, dst string, dstHolds *string) syscall.Errno {
 	f := n.fsys
 	n.upMu.Lock()
 	defer n.upMu.Unlock()
@@ -443,7 +450,7 @@ func (n *File) rename(ctx context.Context, src, dst string) syscall.Errno {
 	dirty := ws != nil && ws.dirty
 	n.mu.Unlock()
 	if local {
-		n.rejournal(dst)
+		n.rejournal(dst, dstHolds)
 		f.stats.put(src, objMeta{}, false, f.opt.NegativeTTL)
 		f.stats.forget(dst)
 		return 0
@@ -540,7 +547,7 @@ func rejournalTree(dir *gofs.Inode, src, dst, prefix string) {
 				}
 			}
 			n.mu.Unlock()
-			n.rejournal(prefix + name)
+			n.rejournal(prefix+name, nil)
 		case *Dir:
 			rejournalTree(ch, src, dst, prefix+name+"/")
 		}

@@ -437,7 +437,7 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 	}
 	ws.lastErr = nil
 	n.fsys.setFailed(n, false)
-	n.keyUnknown = false // it holds what was just uploaded
+	n.keyUnknown, n.keyHolds = false, nil // it holds what was just uploaded
 	if stray := ws.stray; stray != "" && stray != key {
 		ws.stray = ""
 		n.fsys.deleteStray(stray)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -509,6 +510,50 @@ func TestOlderJournalEntryOfTheSameCacheFileIsDropped(t *testing.T) {
 	}
 	if names := journalEntries(t, cacheDir); len(names) != 0 {
 		t.Errorf("journal entries left: %v", names)
+	}
+}
+
+// A pending file renamed over an object (rsync's temporary file, with
+// --write-back-delay) journals what the rename found under the new name:
+// a replay after a crash then leaves alone an object written there by
+// someone else since (see TestJournaledFileDoesNotOverwriteANewerObject).
+func TestWriteBackRenameJournalsWhatTheTargetHeld(t *testing.T) {
+	r := newBucket(t)
+	r.put("a", []byte("old a"), nil)
+	_, info := r.object("a")
+	r.mount(cfs.Options{WriteBackDelay: time.Hour})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	for _, name := range []string{".a.tmp", ".b.tmp"} {
+		if err := os.WriteFile(m(name), []byte("new"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Rename(m(".a.tmp"), m("a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(m(".b.tmp"), m("b")); err != nil {
+		t.Fatal(err)
+	}
+	expect := map[string]any{}
+	for _, p := range journalEntries(t, r.cacheDir) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct {
+			Key    string  `json:"key"`
+			Expect *string `json:"expect"`
+		}
+		if err := json.Unmarshal(b, &e); err != nil {
+			t.Fatal(err)
+		}
+		expect[e.Key] = nil
+		if e.Expect != nil {
+			expect[e.Key] = *e.Expect
+		}
+	}
+	if want := map[string]any{"a": info.ETag, "b": ""}; !reflect.DeepEqual(expect, want) {
+		t.Errorf("journal entries' expected objects by key: %v, want %v", expect, want)
 	}
 }
 
