@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test of cosmount, with all set-up, on a fresh Debian machine as root:
-# installs fuse3 and the pinned versitygw, starts versitygw on loopback,
+# installs fuse3, rsync, s3fs and curl (the interop and credential-process
+# tests skip without them) and the pinned versitygw, starts versitygw on loopback,
 # runs the race-enabled tests of the module and of the test-only modules,
 # then stops the server and cleans up, whatever happened.
 set -euo pipefail
@@ -8,7 +9,7 @@ set -euo pipefail
 cd "$ROOT"
 
 ensure_fuse
-apt_install rsync s3fs
+apt_install rsync s3fs curl
 ensure_versitygw
 
 work=$(mktemp -d /tmp/cosmount-test.XXXXXX)
