@@ -72,6 +72,22 @@ wait_port() {
 	return 1
 }
 
+# alive PID: the process runs (and is not a zombie waiting to be reaped).
+alive() {
+	kill -0 "$1" 2>/dev/null && ! grep -qs '^[0-9]* (.*) Z' "/proc/$1/stat"
+}
+
+# listens_on PID PORT: process PID itself holds a socket listening on
+# 127.0.0.1:PORT, not some other program that took the port first.
+listens_on() {
+	local ino
+	for ino in $(awk -v p="$(printf ':%04X' "$2")" '$4 == "0A" && substr($2, length($2) - 4) == p { print $10 }' \
+		/proc/net/tcp /proc/net/tcp6 2>/dev/null); do
+		ls -l "/proc/$1/fd" 2>/dev/null | grep -qF "socket:[$ino]" && return 0
+	done
+	return 1
+}
+
 # start_versitygw DATADIR LOGFILE: starts the server; sets VGW_PID, VGW_PORT,
 # VGW_ENDPOINT, VGW_ACCESS, VGW_SECRET. Keys are random per run and passed
 # through the environment, never on the command line.
@@ -84,11 +100,26 @@ start_versitygw() {
 	ROOT_ACCESS_KEY="$VGW_ACCESS" ROOT_SECRET_KEY="$VGW_SECRET" \
 		setsid "$BIN/versitygw" --port "127.0.0.1:$VGW_PORT" --keep-alive posix "$data" >"$logf" 2>&1 &
 	VGW_PID=$!
-	if ! wait_port "$VGW_PORT" 30; then
-		log "versitygw did not start; its log:"
-		cat "$logf" >&2
-		return 1
-	fi
+	# Wait until versitygw itself listens: it fails at once if the port was
+	# taken since free_port, and then whatever took it must not be tested.
+	local deadline=$((SECONDS + 30)) rc
+	until listens_on "$VGW_PID" "$VGW_PORT"; do
+		if ! alive "$VGW_PID"; then
+			rc=0
+			wait "$VGW_PID" 2>/dev/null || rc=$?
+			VGW_PID=
+			log "versitygw exited (status $rc) before listening on 127.0.0.1:$VGW_PORT; the end of its log ($logf):"
+			tail -n 20 "$logf" >&2
+			return 1
+		fi
+		if [ $SECONDS -ge $deadline ]; then
+			log "versitygw did not listen on 127.0.0.1:$VGW_PORT within 30 s; stopping it. The end of its log ($logf):"
+			tail -n 20 "$logf" >&2
+			stop_versitygw
+			return 1
+		fi
+		sleep 0.1
+	done
 	VGW_ENDPOINT="http://127.0.0.1:$VGW_PORT"
 }
 
