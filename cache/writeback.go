@@ -80,6 +80,9 @@ func (s *Store) reserve(n int64, wait time.Duration) error {
 		s.used += n
 		return nil
 	}
+	if n > s.max {
+		return ErrNoSpace // more than the whole cache: no wait makes room
+	}
 	deadline := time.Now().Add(wait)
 	// The wake-up takes the lock, so it cannot slip in between the check
 	// of the deadline and the Wait.

@@ -711,7 +711,7 @@ func (n *File) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 		}
 	}
 	n.mu.Lock()
-	if resize && sz != 0 && n.ws != nil && n.ws.discarded {
+	if resize && sz != 0 && n.ws != nil && n.ws.discarded && int64(sz) != n.ws.size {
 		n.mu.Unlock()
 		return syscall.EIO // parts of it left the cache after upload; see write
 	}

@@ -76,6 +76,16 @@ type stream struct {
 }
 
 // chunkSize is what st's parts are sized by.
+// streamCapacity is the most bytes a stream of chunk-sized parts can hold:
+// 10,000 parts of growing sizes (transport.GrowingPartSize).
+func streamCapacity(chunk int64) int64 {
+	var c int64
+	for num := 1; num <= transport.MaxParts; num += 1000 {
+		c += 1000 * transport.GrowingPartSize(chunk, num)
+	}
+	return c
+}
+
 func (st *stream) chunkSize(f *FS) int64 {
 	if st.chunk > 0 {
 		return st.chunk
@@ -195,20 +205,27 @@ func (h *handle) write(ctx context.Context, data []byte, off int64) (uint32, sys
 			ws.st.ok = false
 		}
 	}
+	if end := off + int64(len(data)); ws.st.ok && end > streamCapacity(ws.st.chunkSize(f)) {
+		// Past what 10,000 parts of the stream's growing sizes hold.
+		n.mu.Unlock()
+		return 0, syscall.EFBIG
+	}
 	n.mu.Unlock()
 	w, err := ws.wf.WriteAt(data, off)
 	n.mu.Lock()
 	end := off + int64(w)
-	if end > ws.size {
-		ws.size = end
-	}
-	ws.dirty = true
-	ws.gen++
-	n.meta.mtime = time.Now()
-	ws.mtimeSet = false
 	var parts []streamPart
-	if ws.st.ok {
-		parts = n._streamTrack(off, end)
+	if w > 0 { // (a write that stored nothing changes nothing, not even the size)
+		if end > ws.size {
+			ws.size = end
+		}
+		ws.dirty = true
+		ws.gen++
+		n.meta.mtime = time.Now()
+		ws.mtimeSet = false
+		if ws.st.ok {
+			parts = n._streamTrack(off, end)
+		}
 	}
 	n.mu.Unlock()
 	if err != nil {

@@ -834,11 +834,42 @@ func TestFileLargerThanTheCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	writePattern(t, f, size)
+	// rsync --inplace and cp of a sparse file end with a truncate to the
+	// size written: a no-op, even with parts gone from the cache.
+	if err := f.Truncate(size); err != nil {
+		t.Errorf("truncate to its own size: %v", err)
+	}
 	if err := f.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
 	r.objectPattern("big", size)
 	r.noUploadsLeft()
+}
+
+// A write the cache refuses (ENOSPC) changes nothing: the file keeps its
+// size, and closes and uploads as it was.
+func TestWriteRefusedForSpaceLeavesTheSizeAlone(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{CacheSize: 256 << 10})
+	f, err := os.Create(filepath.Join(r.mnt, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("start")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(make([]byte, 1<<20), 10<<20); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("write of 1 MiB with a cache of 256 KiB: %v, want ENOSPC", err)
+	}
+	if st, err := f.Stat(); err != nil || st.Size() != 5 {
+		t.Errorf("size after the refused write: %v %v, want 5", st.Size(), err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if got, _ := r.object("f"); string(got) != "start" {
+		t.Errorf("f: %q", got)
+	}
 }
 
 // A file larger than the cache, fsynced while it is written (a logger, a
