@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -132,8 +133,8 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fl.StringVar(&c.protocol, "protocol", "https", "http or https (COS)")
 	fl.Var(&c.pathStyle, "path-style", "bucket in the URL path (default on for an IP or localhost endpoint)")
 	fl.BoolVar(&c.useAccelerate, "use-accelerate", false, "use COS's global acceleration endpoint")
-	fl.DurationVar(&c.timeout, "timeout", 60*time.Second, "timeout of one request attempt")
-	fl.IntVar(&c.chunkRetryTimes, "chunk-retry-times", 3, "retries of a failed request")
+	fl.DurationVar(&c.timeout, "timeout", 60*time.Second, "timeout of one request attempt (more than 0)")
+	fl.IntVar(&c.chunkRetryTimes, "chunk-retry-times", 3, "retries of a failed request (0: none)")
 	fl.BoolVar(&c.uploadCheckMD5, "upload-check-content-md5", false, "send Content-MD5 with uploads")
 	fl.BoolVar(&c.uploadAddMetaMD5, "upload-add-meta-md5", false, "store the MD5 of single-PUT uploads as metadata md5")
 	fl.BoolVar(&c.readOnly, "read-only", false, "mount read-only")
@@ -209,6 +210,18 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		}
 	} else if c.region == "" {
 		c.region = "ap-guangzhou"
+	}
+	if c.timeout <= 0 {
+		return nil, fmt.Errorf("--timeout %v: want a duration above 0, such as 30s", c.timeout)
+	}
+	if c.chunkRetryTimes < 0 {
+		return nil, fmt.Errorf("--chunk-retry-times %d: want 0 (no retries) or more", c.chunkRetryTimes)
+	}
+	if c.uid > math.MaxUint32 {
+		return nil, fmt.Errorf("--uid %d: want 0 to %d", c.uid, uint64(math.MaxUint32))
+	}
+	if c.gid > math.MaxUint32 {
+		return nil, fmt.Errorf("--gid %d: want 0 to %d", c.gid, uint64(math.MaxUint32))
 	}
 	if c.protocol != "http" && c.protocol != "https" {
 		return nil, fmt.Errorf("--protocol %q: want http or https", c.protocol)

@@ -57,6 +57,15 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
+// retries turns --chunk-retry-times into the transport's count, where 0
+// means its default and a negative count none.
+func retries(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
 // oneLine keeps an error to one line a person can read.
 func oneLine(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
@@ -117,7 +126,7 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 		UseAccelerate:   c.useAccelerate,
 		Timeout:         c.timeout,
 		Credentials:     creds,
-		MaxRetries:      c.chunkRetryTimes,
+		MaxRetries:      retries(c.chunkRetryTimes),
 		CheckContentMD5: c.uploadCheckMD5,
 		AddMetaMD5:      c.uploadAddMetaMD5,
 	}
@@ -146,9 +155,9 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 		minPart = 5 << 20 // S3's smallest part but the last
 	}
 	up := transport.NewUploader(client, transport.UploaderOptions{SliceSize: int64(c.sliceSize), ChunkSize: int64(c.chunkSize),
-		ChunkParallelLimit: c.chunkParallel, ChunkRetryTimes: c.chunkRetryTimes, MinPartSize: minPart})
+		ChunkParallelLimit: c.chunkParallel, ChunkRetryTimes: retries(c.chunkRetryTimes), MinPartSize: minPart})
 	cp := transport.NewCopier(client, transport.CopierOptions{CopySliceSize: int64(c.copySliceSize), CopyChunkSize: int64(c.copyChunkSize),
-		CopyChunkParallelLimit: c.copyChunkParallel, MinPartSize: minPart})
+		CopyChunkParallelLimit: c.copyChunkParallel, ChunkRetryTimes: retries(c.chunkRetryTimes), MinPartSize: minPart})
 	cacheDir := c.cacheDir
 	if cacheDir == "" {
 		name := c.bucket
