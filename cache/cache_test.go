@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -424,5 +425,42 @@ func TestBlockCacheReusesSpentBlocksBeforeGrowing(t *testing.T) {
 	}
 	if n, allowed := c.Buffers(); n != allowed {
 		t.Errorf("%d buffers, want the %d allowed", n, allowed)
+	}
+}
+
+// Bytes dropped after their upload give their cache space back only when
+// the cache disk frees them: where holes cannot be punched they stay on
+// the disk, and count, until the file goes.
+func TestDiscardKeepsTheSpaceItCannotFree(t *testing.T) {
+	for _, punchWorks := range []bool{true, false} {
+		t.Run(fmt.Sprint("punch works ", punchWorks), func(t *testing.T) {
+			defer func(p func(*os.File, Range) error) { punchHole = p }(punchHole)
+			if !punchWorks {
+				punchHole = func(*os.File, Range) error { return errors.ErrUnsupported }
+			}
+			s, err := NewStore(t.TempDir(), 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := s.Create(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.WriteAt(make([]byte, 512<<10), 0); err != nil {
+				t.Fatal(err)
+			}
+			w.Discard(Range{0, 256 << 10})
+			want := int64(256 << 10)
+			if !punchWorks {
+				want = 512 << 10
+			}
+			if got := s.Used(); got != want {
+				t.Errorf("cache space used after the discard: %d, want %d", got, want)
+			}
+			w.Remove()
+			if got := s.Used(); got != 0 {
+				t.Errorf("cache space used after the file went: %d, want 0", got)
+			}
+		})
 	}
 }

@@ -6,9 +6,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// punchHole frees the disk blocks of r, keeping the file's size.
-func punchHole(f *os.File, r Range) {
-	_ = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, r.Off, r.Len)
+// punchFile frees the disk blocks of r, keeping the file's size. It fails
+// where the file system cannot (ext4 without extents, NFSv3, ...).
+func punchFile(f *os.File, r Range) error {
+	return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, r.Off, r.Len)
 }
 
 // writeOutPages writes r of the file to disk, waits for it, and drops its

@@ -2,11 +2,14 @@
 
 package cache
 
-import "os"
+import (
+	"errors"
+	"os"
+)
 
-// punchHole is a no-op where the system cannot free part of a file; the
-// space comes back when the file is removed.
-func punchHole(f *os.File, r Range) {}
+// punchFile cannot free part of a file here; the space comes back when
+// the file is removed.
+func punchFile(f *os.File, r Range) error { return errors.ErrUnsupported }
 
 // writeOutPages does nothing where the page cache cannot be told so; the
 // pages go when the file is removed.

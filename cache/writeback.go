@@ -293,6 +293,9 @@ func (w *WriteFile) Refund() {
 	w.s.release(n)
 }
 
+// punchHole is punchFile; tests replace it.
+var punchHole = punchFile
+
 // ErrDiscarded refuses access to bytes given back after their upload.
 var ErrDiscarded = errors.New("these bytes were uploaded and dropped from the cache to make room; the file can only be written on from its end until it is closed")
 
@@ -416,7 +419,17 @@ func (w *WriteFile) Discard(r Range) {
 	w.discarded = w.discarded.add(r)
 	w.charged -= held
 	w.mu.Unlock()
-	punchHole(w.f, r)
+	if err := punchHole(w.f, r); err != nil {
+		// The bytes stay on the cache disk until the file goes (no hole
+		// punching here), and so does their share of --cache-size.
+		w.mu.Lock()
+		if !w.closed {
+			w.charged += held
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock() // (closed meanwhile: its close left these to us)
+	}
 	w.s.release(held)
 }
 
