@@ -63,9 +63,15 @@ func addCredentialFlags(fl *flag.FlagSet) *credFlags {
 }
 
 // check refuses what the flags cannot hold: an --sts-url whose query or
-// user info could be a secret, since ps shows the command line (and the
-// background process's). Errors never quote the URL.
+// user info could be a secret, or a --cam-endpoint with user info, since ps
+// shows the command line (and the background process's). Errors never
+// quote the URL.
 func (cf *credFlags) check() error {
+	if cf.camEndpoint != "" {
+		if _, err := checkURLFlag("--cam-endpoint", cf.camEndpoint); err != nil {
+			return err
+		}
+	}
 	if p, ok := strings.CutPrefix(cf.stsURL, "@"); ok {
 		if strings.TrimSpace(p) == "" {
 			return errors.New("--sts-url: no file after @")
@@ -84,6 +90,31 @@ func (cf *credFlags) check() error {
 			"put the URL in a file (mode 0600) and give --sts-url @/path/file")
 	}
 	return nil
+}
+
+// checkURLFlag parses the http:// or https:// URL given to flag and
+// refuses one with user info (NAME:SECRET@host), which ps would show. Its
+// errors quote at most the scheme, host and path.
+func checkURLFlag(flag, raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url's errors quote the whole URL.
+		return nil, fmt.Errorf("%s is not a URL", flag)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("%s has user info (NAME:SECRET@), which ps would show: "+
+			"give the URL without it; keys come from the credential flags, the environment or a passwd file", flag)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if u.Opaque != "" {
+			// No "//": what came before the ":" may be a name, not a scheme
+			// ("AKID:SECRET@host").
+			return nil, fmt.Errorf("%s is not an http:// or https:// URL", flag)
+		}
+		shown := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}).String()
+		return nil, fmt.Errorf("%s %s: want an http:// or https:// URL with a host", flag, shown)
+	}
+	return u, nil
 }
 
 // setLogger sets where credential refreshes are logged. Call it before the

@@ -217,3 +217,40 @@ func TestCredFlagsSTSURLSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestURLFlagsUserInfo: --endpoint and --cam-endpoint refuse user info
+// (ps shows flags, the background process's too), and no refusal quotes
+// the URL's user info or query.
+func TestURLFlagsUserInfo(t *testing.T) {
+	const secret = "s3cr3t-VALUE"
+	for _, flagName := range []string{"--endpoint", "--cam-endpoint"} {
+		for _, tc := range []struct{ url, want string }{
+			{"http://127.0.0.1:9000", ""},
+			{"https://s3.example/base/", ""},
+			{"http://AKID:" + secret + "@127.0.0.1:9000", "user info"},
+			{"https://" + secret + "@s3.example", "user info"},
+			{"http://:" + secret + "@s3.example", "user info"},
+			{"ftp://u:" + secret + "@s3.example/?k=" + secret, "user info"},
+			{"ftp://s3.example/p?sig=" + secret + "#" + secret, "--url ftp://s3.example/p: want an http:// or https:// URL"},
+			{"mailto:u:" + secret + "@s3.example?x=" + secret, "is not an http:// or https:// URL"},
+			{"AKID:" + secret + "@s3.example", "is not an http:// or https:// URL"},
+			{"http://s3.example:bad" + secret, "is not a URL"},
+			{"http:///only/" + "path?" + secret, "want an http:// or https:// URL with a host"},
+		} {
+			args := []string{flagName, tc.url, "b", "/m"}
+			if flagName == "--cam-endpoint" {
+				args = append([]string{"--cam-role", "r"}, args...)
+			}
+			_, err := parseArgs(args, io.Discard)
+			want := strings.ReplaceAll(tc.want, "--url", flagName)
+			switch {
+			case want == "" && err != nil:
+				t.Errorf("%s %q: %v", flagName, tc.url, err)
+			case want != "" && (err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), flagName)):
+				t.Errorf("%s %q: error %v, want one saying %q", flagName, tc.url, err, want)
+			case err != nil && (strings.Contains(err.Error(), secret) || strings.Contains(strings.ToLower(err.Error()), "akid")):
+				t.Errorf("%s %q: the error quotes the secret: %v", flagName, tc.url, err)
+			}
+		}
+	}
+}

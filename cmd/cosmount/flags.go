@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"net"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -128,7 +127,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		fl.PrintDefaults()
 	}
 	fl.StringVar(&c.region, "region", "", "COS region (ap-guangzhou) or S3 region (us-east-1 with --endpoint)")
-	fl.StringVar(&c.endpoint, "endpoint", "", "URL of an S3-compatible store; selects the s3 flavour")
+	fl.StringVar(&c.endpoint, "endpoint", "", "URL of an S3-compatible store, without user info (keys come from the credential sources); selects the s3 flavour")
 	fl.StringVar(&c.domain, "domain", "", "COS endpoint template, default {Bucket}.cos.{Region}.myqcloud.com")
 	fl.StringVar(&c.protocol, "protocol", "https", "http or https (COS)")
 	fl.Var(&c.pathStyle, "path-style", "bucket in the URL path (default on for an IP or localhost endpoint)")
@@ -197,9 +196,9 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		c.prefix += "/"
 	}
 	if c.endpoint != "" {
-		u, err := url.Parse(c.endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("--endpoint %q is not an http:// or https:// URL", c.endpoint)
+		u, err := checkURLFlag("--endpoint", c.endpoint)
+		if err != nil {
+			return nil, err
 		}
 		if !c.pathStyle.set {
 			h := u.Hostname()
