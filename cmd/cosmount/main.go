@@ -36,6 +36,11 @@ func main() {
 }
 
 func run(args []string, stderr io.Writer) int {
+	// A write to a closed pipe fails with EPIPE instead of killing the
+	// process ("cosmount --foreground ... 2>&1 | tee log" after tee ends,
+	// which would leave a dead mount). Caught rather than ignored, so the
+	// commands it runs (--credential-process, fusermount) get the default.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	c, err := parseArgs(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -210,7 +215,8 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 	// Signals are caught from before the mount serves requests: one that
 	// comes while it starts up unmounts it once it is up.
 	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	// SIGHUP too: the terminal of a --foreground mount closing.
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sig)
 	server, err := gofs.Mount(c.mountpoint, fsys.Root(), opts)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -188,7 +189,13 @@ func TestBackgroundMountAndUmount(t *testing.T) {
 	}
 }
 
-func TestForegroundSIGTERMUnmounts(t *testing.T) {
+func TestForegroundSIGTERMUnmounts(t *testing.T) { foregroundSignalUnmounts(t, syscall.SIGTERM) }
+
+// SIGHUP (the terminal of a --foreground mount closing) unmounts cleanly
+// like SIGTERM: it must not kill the process and leave a dead mount.
+func TestForegroundSIGHUPUnmounts(t *testing.T) { foregroundSignalUnmounts(t, syscall.SIGHUP) }
+
+func foregroundSignalUnmounts(t *testing.T, sig syscall.Signal) {
 	e := setup(t)
 	mnt := t.TempDir()
 	c := e.cmd(e.srv.SecretKey, "--foreground", "--endpoint", e.srv.Endpoint, e.bucket, mnt)
@@ -208,21 +215,92 @@ func TestForegroundSIGTERMUnmounts(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(mnt, "dir", "hello")); err != nil {
 		t.Errorf("stat through the mount: %v", err)
 	}
-	c.Process.Signal(syscall.SIGTERM)
+	c.Process.Signal(sig)
 	done := make(chan error, 1)
 	go func() { done <- c.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Errorf("exit after SIGTERM: %v: %s", err, stderr.String())
+			t.Errorf("exit after %v: %v: %s", sig, err, stderr.String())
 		}
+	case <-time.After(20 * time.Second):
+		c.Process.Kill()
+		t.Fatalf("did not exit after %v", sig)
+	}
+	if mounted(mnt) {
+		syscall.Unmount(mnt, syscall.MNT_DETACH)
+		t.Fatalf("still mounted after %v", sig)
+	}
+}
+
+// A --foreground mount whose stderr is a pipe that closes (cosmount ...
+// 2>&1 | tee log, and tee ends) keeps serving: its writes to stderr fail
+// with EPIPE instead of killing it with SIGPIPE, which left a dead mount.
+func TestForegroundBrokenStderrKeepsServing(t *testing.T) {
+	e := setup(t)
+	mnt := t.TempDir()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// --debug-fuse: every request is logged to stderr.
+	c := e.cmd(e.srv.SecretKey, "--foreground", "--debug-fuse", "--endpoint", e.srv.Endpoint, e.bucket, mnt)
+	c.Stderr = w
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	t.Cleanup(func() {
+		if mounted(mnt) {
+			syscall.Unmount(mnt, syscall.MNT_DETACH)
+		}
+	})
+	drained := make(chan struct{})
+	go func() { io.Copy(io.Discard, r); close(drained) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for !mounted(mnt) {
+		if time.Now().After(deadline) {
+			c.Process.Kill()
+			t.Fatal("not mounted")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.Close() // the reader of the pipe goes away
+	<-drained
+	for i := 0; i < 3; i++ {
+		if _, err := os.Stat(filepath.Join(mnt, "dir", "hello")); err != nil {
+			c.Process.Kill()
+			t.Fatalf("stat through the mount after its stderr closed: %v (exit: %v)", err, waitExit(done))
+		}
+		b, err := os.ReadFile(filepath.Join(mnt, "dir", "hello"))
+		if err != nil || string(b) != "hello" {
+			c.Process.Kill()
+			t.Fatalf("read through the mount after its stderr closed: %q %v", b, err)
+		}
+		os.Stat(filepath.Join(mnt, "nosuch")) // more requests, more log lines
+	}
+	c.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
 	case <-time.After(20 * time.Second):
 		c.Process.Kill()
 		t.Fatal("did not exit after SIGTERM")
 	}
 	if mounted(mnt) {
-		syscall.Unmount(mnt, syscall.MNT_DETACH)
 		t.Fatal("still mounted after SIGTERM")
+	}
+}
+
+// waitExit reports how the process waited on by done ended, if it did
+// within a second.
+func waitExit(done chan error) any {
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(time.Second):
+		return "still running"
 	}
 }
 
