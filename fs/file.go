@@ -224,8 +224,15 @@ func (n *File) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 // cache. A write-only handle cannot be mmapped, and the kernel drops the
 // pages a write through it replaces, so other handles still read what was
 // written.
+//
+// A handle opened for writing with O_DIRECT gets it too: through the page
+// cache's direct path the kernel splits a large write into requests sent
+// all at once, which may arrive out of order and stop the file streaming
+// (a file larger than the cache then fails); on this path a synchronous
+// write's requests go one after the other.
 func WriteOnlyFlags(flags uint32) uint32 {
-	if flags&syscall.O_ACCMODE == syscall.O_WRONLY {
+	acc := flags & syscall.O_ACCMODE
+	if acc == syscall.O_WRONLY || (acc != syscall.O_RDONLY && flags&syscall.O_DIRECT != 0) {
 		return fuse.FOPEN_DIRECT_IO
 	}
 	return 0

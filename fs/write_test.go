@@ -846,6 +846,35 @@ func TestFileLargerThanTheCache(t *testing.T) {
 	r.noUploadsLeft()
 }
 
+// A file larger than the cache written with O_RDWR|O_DIRECT in 4 MiB
+// writes (a database's, fio's) streams as one written write-only does.
+func TestFileLargerThanTheCacheWrittenWithODirect(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{CacheSize: 16 << 20})
+	const size, bs = 48 << 20, 4 << 20
+	fd, err := unix.Open(filepath.Join(r.mnt, "big"), unix.O_RDWR|unix.O_CREAT|unix.O_DIRECT, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf, err := unix.Mmap(-1, 0, bs, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS) // aligned
+	if err != nil {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	defer unix.Munmap(buf)
+	for off := int64(0); off < size; off += bs {
+		fillPattern(buf, off)
+		if _, err := unix.Pwrite(fd, buf, off); err != nil {
+			unix.Close(fd)
+			t.Fatalf("write at %d: %v", off, err)
+		}
+	}
+	if err := unix.Close(fd); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	r.objectPattern("big", size)
+}
+
 // A write the cache refuses (ENOSPC) changes nothing: the file keeps its
 // size, and closes and uploads as it was.
 func TestWriteRefusedForSpaceLeavesTheSizeAlone(t *testing.T) {
