@@ -27,6 +27,7 @@ type config struct {
 	uploadCheckMD5, uploadAddMetaMD5   bool
 
 	readOnly, allowOther     bool
+	allowNonEmpty            bool
 	uid, gid                 uint
 	fileMode, dirMode        octal
 	statTTL, negTTL          time.Duration
@@ -138,6 +139,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fl.BoolVar(&c.uploadAddMetaMD5, "upload-add-meta-md5", false, "store the MD5 of single-PUT uploads as metadata md5")
 	fl.BoolVar(&c.readOnly, "read-only", false, "mount read-only")
 	fl.BoolVar(&c.allowOther, "allow-other", false, "let other users in (turns on default_permissions)")
+	fl.BoolVar(&c.allowNonEmpty, "allow-non-empty", false, "mount over a directory that has files (hidden while mounted) or is a mount point already")
 	fl.UintVar(&c.uid, "uid", uint(os.Getuid()), "owner of files without a uid in their metadata")
 	fl.UintVar(&c.gid, "gid", uint(os.Getgid()), "group of files without a gid in their metadata")
 	fl.Var(&c.fileMode, "file-mode", "permissions of files without a mode in their metadata (octal)")

@@ -104,12 +104,8 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 	if err != nil {
 		return err
 	}
-	st, err := os.Stat(c.mountpoint)
-	if err != nil {
-		return fmt.Errorf("mount point: %w", err)
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("mount point %s is not a directory", c.mountpoint)
+	if err := checkMountPoint(c.mountpoint, c.allowNonEmpty); err != nil {
+		return err
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
