@@ -23,6 +23,9 @@ type Store struct {
 	mu   sync.Mutex
 	cond *sync.Cond
 	used int64 // bytes reserved by write-back files
+	// reclaim: what can give space back when a writer waits for it (the
+	// bytes of files already uploaded, see OnPressure), oldest first.
+	reclaim []func() Reclaimed
 
 	outMu      sync.Mutex
 	outQueue   []writeOut // ranges to write out and drop from memory, oldest first
@@ -83,6 +86,11 @@ func (s *Store) reserve(n int64, wait time.Duration) error {
 	if n > s.max {
 		return ErrNoSpace // more than the whole cache: no wait makes room
 	}
+	s.reclaimLocked(n)
+	if s.used+n <= s.max {
+		s.used += n
+		return nil
+	}
 	deadline := time.Now().Add(wait)
 	// The wake-up takes the lock, so it cannot slip in between the check
 	// of the deadline and the Wait.
@@ -97,9 +105,50 @@ func (s *Store) reserve(n int64, wait time.Duration) error {
 			return ErrNoSpace
 		}
 		s.cond.Wait()
+		s.reclaimLocked(n) // (parts uploaded meanwhile)
 	}
 	s.used += n
 	return nil
+}
+
+// Reclaimed is what a reclaimer did.
+type Reclaimed int
+
+const (
+	Freed  Reclaimed = iota // gave its bytes back
+	Gone                    // has nothing to give any more
+	NotNow                  // cannot now (its file is busy): ask again later
+)
+
+// OnPressure registers fn, which can give cache space back (bytes that
+// are safe elsewhere, such as parts already uploaded), to be called when a
+// writer would otherwise wait for space. Called with s.mu not held.
+func (s *Store) OnPressure(fn func() Reclaimed) {
+	s.mu.Lock()
+	s.reclaim = append(s.reclaim, fn)
+	s.mu.Unlock()
+}
+
+// reclaimLocked calls the reclaimers, oldest first, until n more bytes
+// fit or each was asked once. Called with s.mu held; releases it while a
+// reclaimer runs.
+func (s *Store) reclaimLocked(n int64) {
+	pending := s.reclaim
+	s.reclaim = nil
+	var later []func() Reclaimed
+	for i, fn := range pending {
+		if s.used+n <= s.max {
+			later = append(later, pending[i:]...)
+			break
+		}
+		s.mu.Unlock()
+		r := fn()
+		s.mu.Lock()
+		if r == NotNow {
+			later = append(later, fn)
+		}
+	}
+	s.reclaim = append(later, s.reclaim...)
 }
 
 func (s *Store) release(n int64) {

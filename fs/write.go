@@ -348,15 +348,32 @@ func (n *File) streamParts(ctx context.Context, parts []streamPart) syscall.Errn
 			// whole file after a crash, never a part rewritten since it
 			// was handed over, and never once the file was written out
 			// of order (the stream will not complete it).
+			// (Called with n.mu held.)
+			droppable := func() bool { return n.ws == ws && !ws.st.redo[num] && ws.st.mw == mw && ws.st.ok }
 			if f.wb == nil && f.store.Pressure() {
 				n.mu.Lock()
-				if !ws.st.redo[num] && ws.st.mw == mw && ws.st.ok {
+				if droppable() {
 					ws.discarded = true
 					ws.wf.Discard(r)
 					n.mu.Unlock()
 					return
 				}
 				n.mu.Unlock()
+			}
+			if f.wb == nil {
+				// They may leave it later, when a writer needs the space.
+				f.store.OnPressure(func() cache.Reclaimed {
+					if !n.mu.TryLock() {
+						return cache.NotNow
+					}
+					defer n.mu.Unlock()
+					if !droppable() {
+						return cache.Gone
+					}
+					ws.discarded = true
+					ws.wf.Discard(r)
+					return cache.Freed
+				})
 			}
 			// Otherwise they stay in the cache, on its disk rather than
 			// in memory.

@@ -875,6 +875,42 @@ func TestFileLargerThanTheCacheWrittenWithODirect(t *testing.T) {
 	r.objectPattern("big", size)
 }
 
+// The uploaded parts of a file being streamed that stayed in the cache
+// (it was less than half full then) leave it when another writer needs
+// the space: here a file written out of order, which must fit whole.
+func TestUploadedPartsLeaveTheCacheWhenAnotherWriterNeedsTheSpace(t *testing.T) {
+	r := newBucket(t)
+	r.mount(cfs.Options{CacheSize: 32 << 20, ChunkSize: 5 << 20})
+	a, err := os.Create(filepath.Join(r.mnt, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	writePattern(t, a, 12<<20) // two parts go up; the cache is under half full
+	time.Sleep(time.Second)    // (their uploads end)
+	b, err := os.Create(filepath.Join(r.mnt, "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bSize = 24 << 20
+	buf := make([]byte, 1<<20)
+	for off := int64(bSize) - int64(len(buf)); off >= 0; off -= int64(len(buf)) { // backwards: no streaming
+		fillPattern(buf, off)
+		if _, err := b.WriteAt(buf, off); err != nil {
+			b.Close()
+			t.Fatalf("write of b at %d: %v", off, err)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("close b: %v", err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("close a: %v", err)
+	}
+	r.objectPattern("a", 12<<20)
+	r.objectPattern("b", bSize)
+}
+
 // A write the cache refuses (ENOSPC) changes nothing: the file keeps its
 // size, and closes and uploads as it was.
 func TestWriteRefusedForSpaceLeavesTheSizeAlone(t *testing.T) {
