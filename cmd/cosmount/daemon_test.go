@@ -51,3 +51,98 @@ func TestDaemonReadyPipeNotInherited(t *testing.T) {
 		t.Fatalf("the parent still waits %s after the background process died: its child holds the readiness pipe", time.Since(start).Round(time.Second))
 	}
 }
+
+// TestBackgroundMountFailureSaysWhy: when the mount fails in fusermount3,
+// what it says reaches the user along with cosmount's reason (the
+// background process's stderr was /dev/null: only "fusermount exited with
+// code 256" was left). Root in a user namespace of its own has no right to
+// mount: go-fuse's direct mount fails, and so does fusermount3.
+func TestBackgroundMountFailureSaysWhy(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("maps root into a user namespace: needs root")
+	}
+	if _, err := exec.LookPath("fusermount3"); err != nil {
+		t.Skip("no fusermount3")
+	}
+	e := setup(t)
+	mnt := t.TempDir()
+	c := e.cmd(e.srv.SecretKey, "--endpoint", e.srv.Endpoint, "--cache-dir", t.TempDir(), e.bucket, mnt)
+	c.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}}}
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	err := c.Run()
+	if err != nil && strings.Contains(err.Error(), "fork/exec") {
+		t.Skipf("no user namespace: %v", err)
+	}
+	if mounted(mnt) {
+		syscall.Unmount(mnt, syscall.MNT_DETACH)
+		t.Fatal("mounted from a user namespace")
+	}
+	msg := stderr.String()
+	t.Logf("cosmount says:\n%s", msg)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("exit %v, want 1: %s", err, msg)
+	}
+	if !strings.Contains(msg, "fusermount3: ") || !strings.Contains(msg, "cosmount: mount "+mnt) {
+		t.Errorf("the failure does not say why (want fusermount3's words, then cosmount's reason): %q", msg)
+	}
+	if strings.Contains(msg, e.srv.SecretKey) {
+		t.Errorf("the secret appears in the error: %q", msg)
+	}
+}
+
+// TestCheckFuseDevice: a missing FUSE device is named with its cause and
+// what to do, before any mount is tried.
+func TestCheckFuseDevice(t *testing.T) {
+	if fuseDevice == "" {
+		t.Skip("no /dev/fuse on this system")
+	}
+	missing := filepath.Join(t.TempDir(), "fuse")
+	for _, euid := range []int{0, 1000} {
+		err := checkFuseDevice(missing, euid)
+		if err == nil || !strings.Contains(err.Error(), "FUSE device "+missing+" does not exist") ||
+			!strings.Contains(err.Error(), "modprobe fuse") {
+			t.Errorf("euid %d, missing device: %v", euid, err)
+		}
+	}
+	if err := checkFuseDevice(os.DevNull, 0); err != nil {
+		t.Errorf("a device that opens: %v", err)
+	}
+}
+
+// TestBackgroundStderrLeavesTheParent: once the background mount is up its
+// stderr is no longer the parent's pipe (which is gone once the parent
+// exits): /dev/null, or the log file with --log-file.
+func TestBackgroundStderrLeavesTheParent(t *testing.T) {
+	e := setup(t)
+	for _, logged := range []bool{false, true} {
+		mnt := t.TempDir()
+		args := []string{"--endpoint", e.srv.Endpoint, "--cache-dir", t.TempDir()}
+		logFile := filepath.Join(t.TempDir(), "log")
+		if logged {
+			args = append(args, "--log-file", logFile)
+		}
+		var stderr bytes.Buffer
+		c := e.cmd(e.srv.SecretKey, append(args, e.bucket, mnt)...)
+		c.Stderr = &stderr
+		if err := c.Run(); err != nil {
+			t.Fatalf("mount: %v: %s", err, stderr.String())
+		}
+		pid := findMountProcess(t, mnt)
+		fd2, err := os.Readlink("/proc/" + pid + "/fd/2")
+		want := os.DevNull
+		if logged {
+			want = logFile
+		}
+		if err != nil || fd2 != want {
+			t.Errorf("--log-file %v: the background process's stderr is %q (%v), want %s", logged, fd2, err, want)
+		}
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			syscall.Unmount(mnt, syscall.MNT_DETACH)
+			t.Fatalf("umount: %v %s", err, out)
+		}
+		waitGone(t, pid)
+	}
+}

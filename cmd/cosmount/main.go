@@ -55,7 +55,9 @@ func run(args []string, stderr io.Writer) int {
 	ready := readyNotifier()
 	if err := mount(c, stderr, ready); err != nil {
 		msg := oneLine(err.Error())
-		ready(msg)
+		if ready(msg) {
+			return 1 // the waiting parent prints it
+		}
 		fmt.Fprintf(stderr, "cosmount: %s\n", msg)
 		return 1
 	}
@@ -99,12 +101,15 @@ func newLogger(c *config, stderr io.Writer) (*slog.Logger, io.Writer, error) {
 
 // mount mounts the bucket and serves it until it is unmounted. ready is
 // called with "" once the mount is usable, or with the reason it failed.
-func mount(c *config, stderr io.Writer, ready func(string)) error {
+func mount(c *config, stderr io.Writer, ready func(string) bool) error {
 	logger, logw, err := newLogger(c, stderr)
 	if err != nil {
 		return err
 	}
 	if err := checkMountPoint(c.mountpoint, c.allowNonEmpty); err != nil {
+		return err
+	}
+	if err := checkFuseDevice(fuseDevice, os.Geteuid()); err != nil {
 		return err
 	}
 
@@ -234,6 +239,11 @@ func mount(c *config, stderr io.Writer, ready func(string)) error {
 		}
 	}
 	logger.Info("mounted", "bucket", c.bucket, "prefix", c.prefix, "mountpoint", c.mountpoint)
+	if !c.foreground {
+		// The background process's stderr is the waiting parent's pipe
+		// until now; the parent is about to exit.
+		detachStderr(logw, logger)
+	}
 	ready("")
 
 	drainCtx, stopDrain := context.WithCancel(ctx)

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -51,5 +53,37 @@ func lockCode(logger *slog.Logger) {
 			logger.Debug("program pages not locked in memory", "err", errno)
 			return
 		}
+	}
+}
+
+// fuseDevice is the kernel's FUSE device, which every mount opens.
+const fuseDevice = "/dev/fuse"
+
+// checkFuseDevice says why the FUSE device cannot be opened, before any
+// mount is tried: as root a failed direct mount falls back to fusermount,
+// whose own error ("executable file not found") hides the cause, and
+// fusermount3 opens the device as the user who runs it (euid).
+func checkFuseDevice(path string, euid int) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err == nil {
+		f.Close()
+		return nil
+	}
+	var errno syscall.Errno
+	errors.As(err, &errno)
+	switch {
+	case errno == syscall.ENOENT:
+		return fmt.Errorf("FUSE device %s does not exist: load the fuse kernel module (modprobe fuse); "+
+			"in a container, pass the device in (docker run --device /dev/fuse --cap-add SYS_ADMIN)", path)
+	case errno == syscall.ENODEV || errno == syscall.ENXIO:
+		return fmt.Errorf("FUSE device %s: the fuse kernel module is not loaded (%v): modprobe fuse", path, errno)
+	case (errno == syscall.EACCES || errno == syscall.EPERM) && euid == 0:
+		return fmt.Errorf("FUSE device %s: permission denied to root (%v): in a container the device must be allowed "+
+			"(docker run --device /dev/fuse --cap-add SYS_ADMIN)", path, errno)
+	case errno == syscall.EACCES || errno == syscall.EPERM:
+		return fmt.Errorf("FUSE device %s: permission denied (%v): fusermount3 opens it as you; "+
+			"it is usually mode 0666 (ask an administrator)", path, errno)
+	default:
+		return fmt.Errorf("FUSE device %s: %w", path, err)
 	}
 }

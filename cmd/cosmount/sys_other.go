@@ -11,3 +11,9 @@ func raiseReadahead(mountpoint string, logger *slog.Logger) {}
 // lockCode is Linux's (/proc/self/maps and mlock): elsewhere nothing is
 // locked.
 func lockCode(logger *slog.Logger) {}
+
+// fuseDevice is Linux's /dev/fuse; macFUSE has devices of its own.
+const fuseDevice = ""
+
+// checkFuseDevice is Linux's: elsewhere the mount says what is missing.
+func checkFuseDevice(path string, euid int) error { return nil }
