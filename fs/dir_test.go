@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -429,20 +430,31 @@ func TestFileRenamedWhileOpenStaysReadable(t *testing.T) {
 	}
 }
 
-// gatedPutBucket holds the PUT of one key until release is closed.
+// gatedPutBucket holds the PUTs of one key until release is closed (with
+// after, once the server has answered); started is closed when the first
+// arrives.
 type gatedPutBucket struct {
 	cfs.Bucket
 	key     string
+	after   bool
 	started chan struct{}
 	release chan struct{}
+	once    sync.Once
 }
 
 func (b *gatedPutBucket) Put(ctx context.Context, in *transport.PutInput) (*transport.PutOutput, error) {
-	if in.Key == b.key {
-		close(b.started)
-		<-b.release
+	if in.Key != b.key {
+		return b.Bucket.Put(ctx, in)
 	}
-	return b.Bucket.Put(ctx, in)
+	if !b.after {
+		b.once.Do(func() { close(b.started) })
+		<-b.release
+		return b.Bucket.Put(ctx, in)
+	}
+	out, err := b.Bucket.Put(ctx, in)
+	b.once.Do(func() { close(b.started) })
+	<-b.release
+	return out, err
 }
 
 // A directory renamed while a file in it is being uploaded waits for that
@@ -517,5 +529,56 @@ func TestDrainWaitsForTheDeleteOfAFileRemovedWhileOpen(t *testing.T) {
 	}
 	if _, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "f"}); !errors.Is(err, transport.ErrNotFound) {
 		t.Errorf("f once the drain returned: %v, want not found", err)
+	}
+}
+
+// A file truncated and written again while its close uploads it reads,
+// once that upload is its base, as written since: zeros where the truncate
+// cut it, not the uploaded bytes.
+func TestTruncateDuringAnUploadKeepsTheZeros(t *testing.T) {
+	r := newBucket(t)
+	gb := &gatedPutBucket{Bucket: r.counter, key: "f", after: true, started: make(chan struct{}), release: make(chan struct{})}
+	r.bucketOverride = gb
+	r.mount(cfs.Options{})
+	p := filepath.Join(r.mnt, "f")
+	h1, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h1.Write([]byte("0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	closed := make(chan error, 1)
+	go func() { closed <- h1.Close() }()
+	select {
+	case <-gb.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upload did not start")
+	}
+	if err := h2.Truncate(0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h2.WriteAt([]byte("ab"), 5); err != nil {
+		t.Fatal(err)
+	}
+	close(gb.release)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	n, err := h2.ReadAt(buf, 0)
+	if want := "\x00\x00\x00\x00\x00ab"; string(buf[:n]) != want {
+		t.Errorf("f after the upload: %q (%v), want %q", buf[:n], err, want)
+	}
+	if err := h2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.object("f"); string(got) != "\x00\x00\x00\x00\x00ab" {
+		t.Errorf("f in the bucket: %q", got)
 	}
 }

@@ -31,8 +31,11 @@ type writeState struct {
 	// fetched and cached by it.
 	baseEnd int64
 	size    int64
-	dirty   bool
-	gen     uint64 // bumped by every change, to tell an upload raced a write
+	// lowSince: the smallest size since the upload in flight (if any)
+	// started; the bytes past it are not the uploaded object's.
+	lowSince int64
+	dirty    bool
+	gen      uint64 // bumped by every change, to tell an upload raced a write
 	// uploaded: the key holds an object (so rename must move it).
 	uploaded bool
 	unlinked bool
@@ -152,6 +155,7 @@ func (n *File) _truncate(size int64) error {
 		// Bytes past the new end must not come back from the base.
 		ws.baseEnd = size
 	}
+	ws.lowSince = min(ws.lowSince, size)
 	ws.size = size
 	ws.dirty = true
 	ws.gen++
@@ -420,6 +424,7 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 		return 0
 	}
 	gen, size, base, baseKey, baseEnd, emptied, discarded := ws.gen, ws.size, ws.base, ws.baseKey, ws.baseEnd, ws.emptied, ws.discarded
+	ws.lowSince = size
 	st := ws._detachStream()
 	meta := n._uploadMetaWith(st)
 	journalID := ws.journalID
@@ -486,7 +491,9 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 	n.meta.size = size
 	n.meta.fromListing = false
 	n.metaDirty = false // they went up with the data
-	ws.base, ws.baseKey, ws.baseEnd = n.meta, key, n.meta.size
+	// (A truncate during the upload cut the file below what went up: the
+	// bytes past that cut must not come back from the new base.)
+	ws.base, ws.baseKey, ws.baseEnd = n.meta, key, min(n.meta.size, ws.lowSince)
 	if ws.emptied == emptied && ws.st.mw == nil {
 		// The parts that left the cache are in the object just uploaded,
 		// the base from now on: the file may be written anywhere again
