@@ -55,8 +55,11 @@ func run(args []string, stderr io.Writer) int {
 	ready := readyNotifier()
 	if err := mount(c, stderr, ready); err != nil {
 		msg := oneLine(err.Error())
-		if ready(msg) {
-			return 1 // the waiting parent prints it
+		if ready(msg) || !c.foreground {
+			// The waiting parent prints it; or the mount was up, and the
+			// background process logged it (its stderr has left the
+			// parent).
+			return 1
 		}
 		fmt.Fprintf(stderr, "cosmount: %s\n", msg)
 		return 1
@@ -302,7 +305,16 @@ func mount(c *config, stderr io.Writer, ready func(string) bool) error {
 		}
 	}()
 	defer fsys.Close()
-	return fsys.Drain(drainCtx)
+	if err := fsys.Drain(drainCtx); err != nil {
+		// run prints it on stderr in the foreground, where the log
+		// usually is too; the background process's stderr is no longer
+		// the parent's.
+		if logw != stderr {
+			logger.Error("the mount ended with an error", "err", err)
+		}
+		return err
+	}
+	return nil
 }
 
 // startCPUProfile profiles the process until the returned function runs.

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -271,5 +272,63 @@ func TestSignalWhileDrainingLeavesTheNextMountAlone(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(mnt, "dir", "hello")); err != nil {
 		t.Errorf("stat through the second mount: %v", err)
+	}
+}
+
+// TestBackgroundDrainErrorIsLogged: a background mount whose pending
+// uploads fail as it ends says so in its --log-file, at error level (the
+// reason went only to its stderr, /dev/null in the background).
+func TestBackgroundDrainErrorIsLogged(t *testing.T) {
+	e := setup(t)
+	u, err := url.Parse(e.srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut || r.Method == http.MethodPost {
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>no writes</Message></Error>`)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+
+	mnt, cacheDir := t.TempDir(), t.TempDir()
+	logFile := filepath.Join(t.TempDir(), "cosmount.log")
+	c := e.cmd(e.srv.SecretKey, "--endpoint", proxy.URL, "--cache-dir", cacheDir, "--write-back-delay", "1h",
+		"--log-file", logFile, e.bucket, mnt)
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	if err := c.Run(); err != nil {
+		t.Fatalf("mount: %v: %s", err, stderr.String())
+	}
+	pid := findMountProcess(t, mnt)
+	if err := os.WriteFile(filepath.Join(mnt, "pending"), []byte("data"), 0o644); err != nil {
+		syscall.Unmount(mnt, syscall.MNT_DETACH)
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+		syscall.Unmount(mnt, syscall.MNT_DETACH)
+		t.Fatalf("umount: %v %s", err, out)
+	}
+	for i := 0; i < 600; i++ { // the drain gives up on a file after three failures, a second apart
+		if _, err := os.Stat("/proc/" + pid); err != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitGone(t, pid)
+	b, _ := os.ReadFile(logFile)
+	var found bool
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "level=ERROR") && strings.Contains(l, "1 files could not be uploaded; the next mount on "+cacheDir+" uploads them") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the log does not say at error level that the upload failed:\n%s", b)
 	}
 }
