@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -580,5 +581,73 @@ func TestTruncateDuringAnUploadKeepsTheZeros(t *testing.T) {
 	}
 	if got, _ := r.object("f"); string(got) != "\x00\x00\x00\x00\x00ab" {
 		t.Errorf("f in the bucket: %q", got)
+	}
+}
+
+// heldCompletes holds the answer of the first CompleteMultipartUpload,
+// once the server has made the object, until release is closed.
+type heldCompletes struct {
+	next    http.RoundTripper
+	once    sync.Once
+	started chan struct{}
+	release chan struct{}
+}
+
+func (rt *heldCompletes) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := rt.next.RoundTrip(req)
+	if req.Method == http.MethodPost && req.URL.Query().Has("uploadId") {
+		held := false
+		rt.once.Do(func() { held = true; close(rt.started) })
+		if held {
+			<-rt.release
+		}
+	}
+	return resp, err
+}
+
+// A read of a file open for writing, of bytes it has not changed, while
+// its close uploads it (their part copied on the server from the object
+// it was opened from): the old object goes when the upload completes, and
+// the read reads the new one rather than failing (ESTALE).
+func TestReadDuringTheUploadOfTheSameFile(t *testing.T) {
+	rt := &heldCompletes{started: make(chan struct{}), release: make(chan struct{})}
+	r := newBucketThrough(t, func(next http.RoundTripper) http.RoundTripper { rt.next = next; return rt })
+	const size = 24 << 20
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i % 253)
+	}
+	r.put("f", data, nil)
+	r.mount(cfs.Options{})
+	p := filepath.Join(r.mnt, "f")
+	w, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.WriteAt([]byte("changed"), 0); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() {
+		h, err := os.OpenFile(p, os.O_RDWR, 0) // a second handle, closed: uploads
+		if err == nil {
+			err = h.Close()
+		}
+		closed <- err
+	}()
+	select {
+	case <-rt.started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the upload did not complete")
+	}
+	go func() { time.Sleep(300 * time.Millisecond); close(rt.release) }()
+	buf := make([]byte, 4096)
+	at := int64(20 << 20)
+	if n, err := w.ReadAt(buf, at); err != nil || !bytes.Equal(buf[:n], data[at:at+4096]) {
+		t.Errorf("read of unchanged bytes during the upload: %d bytes, %v", n, err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -498,6 +498,12 @@ func (h *handle) readLocal(ctx context.Context, wf *cache.WriteFile, restores ui
 				return nil
 			})
 			if err != nil {
+				if h.node.waitBaseMoved(base.etag) {
+					// An upload completed meanwhile and replaced the
+					// object (412 on the old ETag): read again from the
+					// new base.
+					return nil, 0, true
+				}
 				return nil, h.fsys.errno("read", baseKey, err), false
 			}
 		}
@@ -510,6 +516,25 @@ func (h *handle) readLocal(ctx context.Context, wf *cache.WriteFile, restores ui
 		return nil, 0, true
 	}
 	return fuse.ReadResultData(buf), 0, false
+}
+
+// waitBaseMoved reports whether the local copy's base is no longer the
+// object of ETag etag, once the upload of the file in flight, if any, is
+// done (it may be what replaced that object).
+func (n *File) waitBaseMoved(etag string) bool {
+	moved := func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.ws != nil && n.ws.base.etag != etag
+	}
+	if moved() {
+		return true
+	}
+	if !n.upMu.TryLock() {
+		n.upMu.Lock() // an upload in flight
+	}
+	n.upMu.Unlock()
+	return moved()
 }
 
 // Flush implements FileFlusher: close uploads a changed file and reports
