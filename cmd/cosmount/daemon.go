@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
 	"sync"
 	"syscall"
@@ -55,6 +56,12 @@ func daemonize(args []string, stderr io.Writer) int {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, errW
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// The background process is in a session of its own: Ctrl-C (or a
+	// SIGTERM, or the terminal closing) reaches only this process, which
+	// passes it on, so that the mount is abandoned, or undone once up.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(stderr, "cosmount: start background process: %v\n", err)
 		return 1
@@ -65,29 +72,75 @@ func daemonize(args []string, stderr io.Writer) int {
 	childErr := collectStderr(errR)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	line, err := bufio.NewReader(r).ReadString('\n')
-	line = strings.TrimSpace(line)
+	type report struct {
+		line string
+		err  error
+	}
+	reported := make(chan report, 1)
+	go func() {
+		line, err := bufio.NewReader(r).ReadString('\n')
+		reported <- report{strings.TrimSpace(line), err}
+	}()
+	var rep report
+	select {
+	case rep = <-reported:
+	case s := <-sigs:
+		return stopChild(cmd, s, sigs, exited, childErr, stderr)
+	}
 	switch {
-	case err == nil && line == "ok":
+	case rep.err == nil && rep.line == "ok":
 		// The child points its stderr elsewhere before it says ok: what
 		// it wrote before is in the pipe.
 		childErr.print(stderr, 200*time.Millisecond)
 		_ = cmd.Process.Release()
 		return 0
-	case line != "":
+	case rep.line != "":
 		childErr.print(stderr, 5*time.Second)
-		fmt.Fprintf(stderr, "cosmount: %s\n", strings.TrimPrefix(line, "error: "))
+		fmt.Fprintf(stderr, "cosmount: %s\n", strings.TrimPrefix(rep.line, "error: "))
 	default:
 		select {
 		case err := <-exited:
 			childErr.print(stderr, time.Second)
 			fmt.Fprintf(stderr, "cosmount: background process ended before the mount was ready: %v\n", err)
+		case s := <-sigs:
+			return stopChild(cmd, s, sigs, exited, childErr, stderr)
 		case <-time.After(5 * time.Second):
 			childErr.print(stderr, 0)
 			fmt.Fprintln(stderr, "cosmount: background process stopped reporting before the mount was ready")
 		}
 	}
 	return 1
+}
+
+// childStopWait bounds how long the parent waits for the background
+// process to end once it passed it a signal.
+const childStopWait = 30 * time.Second
+
+// stopChild passes the signal s that the waiting parent got on to the
+// background process and waits for it to end, passing on the signals that
+// follow too (a second one gives up the uploads of a mount that was up
+// already). The child mounts nothing once it has the signal, and unmounts
+// a mount it had made. It returns the exit code: 128 + the signal.
+func stopChild(cmd *exec.Cmd, s os.Signal, sigs chan os.Signal, exited chan error, childErr *childStderr, stderr io.Writer) int {
+	code := signalExit(s)
+	_ = cmd.Process.Signal(s)
+	timeout := time.After(childStopWait)
+	for {
+		select {
+		case <-exited:
+			childErr.print(stderr, time.Second)
+			fmt.Fprintf(stderr, "cosmount: stopped by %s\n", signalName(s))
+			return code
+		case s2 := <-sigs:
+			_ = cmd.Process.Signal(s2)
+		case <-timeout:
+			childErr.print(stderr, 0)
+			fmt.Fprintf(stderr, "cosmount: stopped by %s; the background process (pid %d) has not ended after %s: "+
+				"it mounts nothing, and unmounts what it mounted\n", signalName(s), cmd.Process.Pid, childStopWait)
+			_ = cmd.Process.Release()
+			return code
+		}
+	}
 }
 
 // childStderr is what the background process wrote to its stderr, read

@@ -2,6 +2,12 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,5 +150,119 @@ func TestBackgroundStderrLeavesTheParent(t *testing.T) {
 			t.Fatalf("umount: %v %s", err, out)
 		}
 		waitGone(t, pid)
+	}
+}
+
+// TestSignalToWaitingParentCancelsMount: Ctrl-C (or SIGTERM) to cosmount
+// while it waits for its background process to mount reaches that
+// process, in a session of its own: the parent exits 128+N once it ended,
+// and nothing is mounted, then or later.
+func TestSignalToWaitingParentCancelsMount(t *testing.T) {
+	e := setup(t)
+	u, err := url.Parse(e.srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		code int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+		t.Run(tc.sig.String(), func(t *testing.T) {
+			// The bucket's first listing waits here until the signal was
+			// sent and a little more: without the signal passed on, the
+			// background process mounts after it.
+			listing := make(chan struct{}, 1)
+			release := make(chan struct{})
+			proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodGet {
+					select {
+					case listing <- struct{}{}:
+					default:
+					}
+					select {
+					case <-release:
+					case <-r.Context().Done():
+						return
+					}
+				}
+				rp.ServeHTTP(w, r)
+			}))
+			defer proxy.Close()
+			mnt := t.TempDir()
+			c := e.cmd(e.srv.SecretKey, "--endpoint", proxy.URL, "--cache-dir", t.TempDir(), e.bucket, mnt)
+			var stderr bytes.Buffer
+			c.Stderr = &stderr
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- c.Wait() }()
+			t.Cleanup(func() {
+				if mounted(mnt) {
+					syscall.Unmount(mnt, syscall.MNT_DETACH)
+				}
+				killMountProcesses(mnt)
+			})
+			select {
+			case <-listing:
+			case err := <-done:
+				close(release)
+				t.Fatalf("ended before listing the bucket: %v %s", err, stderr.String())
+			case <-time.After(20 * time.Second):
+				close(release)
+				t.Fatal("the bucket was not listed")
+			}
+			c.Process.Signal(tc.sig)
+			select {
+			case err = <-done:
+			case <-time.After(20 * time.Second):
+				close(release)
+				t.Fatalf("the parent still waits 20 s after %v", tc.sig)
+			}
+			time.AfterFunc(200*time.Millisecond, func() { close(release) })
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != tc.code {
+				t.Errorf("exit %v, want %d: %s", err, tc.code, stderr.String())
+			}
+			// Long enough for a background process left running to mount.
+			time.Sleep(2 * time.Second)
+			if mounted(mnt) {
+				t.Errorf("mounted after %v to the waiting parent", tc.sig)
+			}
+			if pids := mountProcesses(mnt); len(pids) != 0 {
+				t.Errorf("background process %v still running after the parent ended", pids)
+			}
+		})
+	}
+}
+
+// mountProcesses lists the cosmount processes that have mnt in their
+// arguments.
+func mountProcesses(mnt string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, d := range ents {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + d.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 0 && args[0] == binary && strings.Contains(string(b), "\x00"+mnt+"\x00") {
+			if st, _ := os.ReadFile("/proc/" + d.Name() + "/stat"); !strings.Contains(string(st), ") Z ") {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+func killMountProcesses(mnt string) {
+	for _, pid := range mountProcesses(mnt) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }

@@ -1,7 +1,9 @@
 // Command cosmount mounts a COS or S3-compatible bucket as a directory.
 //
 // Exit codes: 0 mounted (background) or unmounted cleanly (foreground);
-// 1 the mount failed or ended with an error; 2 bad command line.
+// 1 the mount failed or ended with an error; 2 bad command line; 128+N
+// stopped by signal N (SIGINT, SIGTERM, SIGHUP) before the mount was
+// ready.
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"golang.org/x/sys/unix"
 
 	"cosmount/auth"
 	cfs "cosmount/fs"
@@ -54,17 +57,48 @@ func run(args []string, stderr io.Writer) int {
 	}
 	ready := readyNotifier()
 	if err := mount(c, stderr, ready); err != nil {
+		code := 1
+		var ie interruptedError
+		if errors.As(err, &ie) {
+			code = signalExit(ie.sig)
+		}
 		msg := oneLine(err.Error())
 		if ready(msg) || !c.foreground {
 			// The waiting parent prints it; or the mount was up, and the
 			// background process logged it (its stderr has left the
 			// parent).
-			return 1
+			return code
 		}
 		fmt.Fprintf(stderr, "cosmount: %s\n", msg)
-		return 1
+		return code
 	}
 	return 0
+}
+
+// interruptedError is how a mount stopped by a signal before it was tried
+// ends.
+type interruptedError struct{ sig os.Signal }
+
+func (e interruptedError) Error() string {
+	return "stopped by " + signalName(e.sig) + " before mounting: nothing is mounted"
+}
+
+// signalName is a signal's name as kill spells it (SIGTERM).
+func signalName(s os.Signal) string {
+	if n, ok := s.(syscall.Signal); ok {
+		if name := unix.SignalName(n); name != "" {
+			return name
+		}
+	}
+	return s.String()
+}
+
+// signalExit is the exit code of a command stopped by s: 128 + its number.
+func signalExit(s os.Signal) int {
+	if n, ok := s.(syscall.Signal); ok {
+		return 128 + int(n)
+	}
+	return 1
 }
 
 // retries turns --chunk-retry-times into the transport's count, where 0
@@ -105,24 +139,63 @@ func newLogger(c *config, stderr io.Writer) (*slog.Logger, io.Writer, error) {
 // mount mounts the bucket and serves it until it is unmounted. ready is
 // called with "" once the mount is usable, or with the reason it failed.
 func mount(c *config, stderr io.Writer, ready func(string) bool) error {
-	logger, logw, err := newLogger(c, stderr)
-	if err != nil {
-		return err
-	}
-	if err := checkMountPoint(c.mountpoint, c.allowNonEmpty); err != nil {
-		return err
-	}
-	if err := checkFuseDevice(fuseDevice, os.Geteuid()); err != nil {
-		return err
-	}
-
+	// Signals are caught from the start. One that comes before the mount
+	// is tried stops the start-up (the credentials and the bucket's first
+	// listing are abandoned) and nothing is mounted: the background
+	// process gets the signals its waiting parent is sent. One that comes
+	// while the mount starts unmounts it once it is up.
+	sig := make(chan os.Signal, 2)
+	// SIGHUP too: the terminal of a --foreground mount closing.
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sig)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	startCtx, stopStart := context.WithCancel(ctx)
+	defer stopStart()
+	var early os.Signal
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case early = <-sig:
+			stopStart()
+		case <-startCtx.Done():
+		}
+	}()
+	// interrupted ends the watch and reports a signal that came during it;
+	// from then on the signals stay in sig.
+	interrupted := func() error {
+		stopStart()
+		<-watched
+		if early != nil {
+			return interruptedError{early}
+		}
+		return nil
+	}
+	// startFailed is the error a step of the start-up ends with: the
+	// signal that stopped it, if one did.
+	startFailed := func(err error) error {
+		if ierr := interrupted(); ierr != nil {
+			return ierr
+		}
+		return err
+	}
+
+	logger, logw, err := newLogger(c, stderr)
+	if err != nil {
+		return startFailed(err)
+	}
+	if err := checkMountPoint(c.mountpoint, c.allowNonEmpty); err != nil {
+		return startFailed(err)
+	}
+	if err := checkFuseDevice(fuseDevice, os.Geteuid()); err != nil {
+		return startFailed(err)
+	}
 
 	c.creds.setLogger(logger)
-	creds, desc, err := auth.NewProvider(ctx, c.creds.sourceConfig(c.bucket))
+	creds, desc, err := auth.NewProvider(startCtx, c.creds.sourceConfig(c.bucket))
 	if err != nil {
-		return err // says "credentials: ..." already
+		return startFailed(err) // says "credentials: ..." already
 	}
 	logger.Info("credentials", "source", desc)
 
@@ -144,16 +217,16 @@ func mount(c *config, stderr io.Writer, ready func(string) bool) error {
 	}
 	client, err := transport.New(tc)
 	if err != nil {
-		return err
+		return startFailed(err)
 	}
 
 	// Prove the bucket answers before anything is mounted.
-	pctx, pcancel := context.WithTimeout(ctx, c.timeout)
+	pctx, pcancel := context.WithTimeout(startCtx, c.timeout)
 	// Its first page of the root also answers the first lookups.
 	rootPage, err := client.List(pctx, &transport.ListInput{Prefix: c.prefix, Delimiter: "/"})
 	pcancel()
 	if err != nil {
-		return fmt.Errorf("bucket %s: %w", c.bucket, err)
+		return startFailed(fmt.Errorf("bucket %s: %w", c.bucket, err))
 	}
 
 	// Keep the heap near what the caches are allowed to hold.
@@ -199,7 +272,7 @@ func mount(c *config, stderr io.Writer, ready func(string) bool) error {
 		Logger:            logger,
 	})
 	if err != nil {
-		return err
+		return startFailed(err)
 	}
 	opts := fsys.MountOptions()
 	opts.FsName = "cosmount:" + c.bucket
@@ -216,12 +289,10 @@ func mount(c *config, stderr io.Writer, ready func(string) bool) error {
 		opts.Debug = true
 		opts.MountOptions.Logger = log.New(logw, "fuse: ", log.Lmicroseconds)
 	}
-	// Signals are caught from before the mount serves requests: one that
-	// comes while it starts up unmounts it once it is up.
-	sig := make(chan os.Signal, 2)
-	// SIGHUP too: the terminal of a --foreground mount closing.
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sig)
+	if err := interrupted(); err != nil {
+		fsys.Close()
+		return err
+	}
 	server, err := gofs.Mount(c.mountpoint, fsys.Root(), opts)
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", c.mountpoint, err)
