@@ -232,7 +232,7 @@ func (n *File) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 // write's requests go one after the other.
 func WriteOnlyFlags(flags uint32) uint32 {
 	acc := flags & syscall.O_ACCMODE
-	if acc == syscall.O_WRONLY || (acc != syscall.O_RDONLY && flags&syscall.O_DIRECT != 0) {
+	if acc == syscall.O_WRONLY || (acc != syscall.O_RDONLY && flags&oDirect != 0) {
 		return fuse.FOPEN_DIRECT_IO
 	}
 	return 0
