@@ -35,8 +35,8 @@ func TestUnescapeMountinfo(t *testing.T) {
 func startForeground(t *testing.T, e *env, mnt string, args ...string) (c *exec.Cmd, exited chan struct{}) {
 	t.Helper()
 	c = e.cmd(e.srv.SecretKey, append([]string{"--foreground", "--endpoint", e.srv.Endpoint, "--cache-dir", t.TempDir()}, args...)...)
-	var stderr bytes.Buffer
-	c.Stderr = &stderr
+	stderr := &syncBuffer{}
+	c.Stderr = stderr
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -53,8 +53,11 @@ func startForeground(t *testing.T, e *env, mnt string, args ...string) (c *exec.
 			_ = syscall.Unmount(mnt, syscall.MNT_DETACH)
 		}
 	})
+	// Until it logs "mounted", the mount may be up while go-fuse still
+	// holds a file open in it (its epoll probe): a process killed then
+	// cannot end, its exit's close waiting on its own mount.
 	deadline := time.Now().Add(30 * time.Second)
-	for !mounted(mnt) {
+	for !mounted(mnt) || !strings.Contains(stderr.String(), "msg=mounted") {
 		if time.Now().After(deadline) {
 			t.Fatalf("not mounted: %s", stderr.String())
 		}
