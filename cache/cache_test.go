@@ -464,3 +464,34 @@ func TestDiscardKeepsTheSpaceItCannotFree(t *testing.T) {
 		})
 	}
 }
+
+// What a file registered to give space back goes with it: a reclaimer is
+// called when a writer would wait for space, and never once its file is
+// closed.
+func TestReclaimersGoWithTheirFile(t *testing.T) {
+	s, err := NewStore(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := s.Create(0)
+	b, _ := s.Create(0)
+	if _, err := a.WriteAt(make([]byte, 768<<10), 0); err != nil {
+		t.Fatal(err)
+	}
+	var calledA, calledB int
+	a.OnPressure(func() Reclaimed { calledA++; a.Discard(Range{0, 512 << 10}); return Freed })
+	b.OnPressure(func() Reclaimed { calledB++; return Gone })
+	b.Remove()
+	c, _ := s.Create(0)
+	if _, err := c.WriteAt(make([]byte, 512<<10), 0); err != nil {
+		t.Fatalf("write needing the space a gives back: %v", err)
+	}
+	if calledA != 1 || calledB != 0 {
+		t.Errorf("reclaimers called: a %d, b (closed) %d; want 1 and 0", calledA, calledB)
+	}
+	a.Remove()
+	c.Remove()
+	if len(s.reclaim) != 0 {
+		t.Errorf("%d files' reclaimers kept after they were closed", len(s.reclaim))
+	}
+}

@@ -24,8 +24,9 @@ type Store struct {
 	cond *sync.Cond
 	used int64 // bytes reserved by write-back files
 	// reclaim: what can give space back when a writer waits for it (the
-	// bytes of files already uploaded, see OnPressure), oldest first.
-	reclaim []func() Reclaimed
+	// bytes of files already uploaded, see OnPressure), by file, each
+	// file's oldest first; a file's go when it is closed.
+	reclaim map[*WriteFile][]func() Reclaimed
 
 	outMu      sync.Mutex
 	outQueue   []writeOut // ranges to write out and drop from memory, oldest first
@@ -120,35 +121,72 @@ const (
 	NotNow                  // cannot now (its file is busy): ask again later
 )
 
-// OnPressure registers fn, which can give cache space back (bytes that
-// are safe elsewhere, such as parts already uploaded), to be called when a
-// writer would otherwise wait for space. Called with s.mu not held.
-func (s *Store) OnPressure(fn func() Reclaimed) {
+// OnPressure registers fn, which can give some of w's cache space back
+// (bytes that are safe elsewhere, such as parts already uploaded), to be
+// called when a writer would otherwise wait for space, until w is closed.
+// fn is called with no lock of the store's held.
+func (w *WriteFile) OnPressure(fn func() Reclaimed) {
+	s := w.s
+	w.mu.Lock()
+	closed := w.closed
+	w.mu.Unlock()
 	s.mu.Lock()
-	s.reclaim = append(s.reclaim, fn)
+	defer s.mu.Unlock()
+	if closed {
+		return
+	}
+	if s.reclaim == nil {
+		s.reclaim = map[*WriteFile][]func() Reclaimed{}
+	}
+	s.reclaim[w] = append(s.reclaim[w], fn)
+}
+
+// forgetReclaim drops w's reclaimers (w is closed).
+func (s *Store) forgetReclaim(w *WriteFile) {
+	s.mu.Lock()
+	delete(s.reclaim, w)
 	s.mu.Unlock()
 }
 
-// reclaimLocked calls the reclaimers, oldest first, until n more bytes
-// fit or each was asked once. Called with s.mu held; releases it while a
-// reclaimer runs.
+// reclaimLocked calls the reclaimers until n more bytes fit or each was
+// asked once. Called with s.mu held; releases it while a reclaimer runs.
 func (s *Store) reclaimLocked(n int64) {
-	pending := s.reclaim
-	s.reclaim = nil
-	var later []func() Reclaimed
-	for i, fn := range pending {
+	if len(s.reclaim) == 0 {
+		return
+	}
+	files := make([]*WriteFile, 0, len(s.reclaim))
+	for w := range s.reclaim {
+		files = append(files, w)
+	}
+	for _, w := range files {
 		if s.used+n <= s.max {
-			later = append(later, pending[i:]...)
-			break
+			return
 		}
-		s.mu.Unlock()
-		r := fn()
-		s.mu.Lock()
-		if r == NotNow {
-			later = append(later, fn)
+		fns := s.reclaim[w]
+		delete(s.reclaim, w)
+		var later []func() Reclaimed
+		for i, fn := range fns {
+			if s.used+n <= s.max {
+				later = append(later, fns[i:]...)
+				break
+			}
+			s.mu.Unlock()
+			r := fn()
+			s.mu.Lock()
+			if r == NotNow {
+				later = append(later, fn)
+			}
+		}
+		if len(later) > 0 {
+			// (Unless w was closed meanwhile.)
+			w.mu.Lock()
+			closed := w.closed
+			w.mu.Unlock()
+			if !closed {
+				s.reclaim[w] = append(later, s.reclaim[w]...)
+			}
 		}
 	}
-	s.reclaim = append(later, s.reclaim...)
 }
 
 func (s *Store) release(n int64) {
@@ -646,6 +684,7 @@ func (w *WriteFile) Close() bool {
 	charged := w.charged + w.prepaid
 	w.charged, w.prepaid = 0, 0
 	w.mu.Unlock()
+	w.s.forgetReclaim(w)
 	w.f.Close()
 	w.s.release(charged)
 	return true

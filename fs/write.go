@@ -366,7 +366,7 @@ func (n *File) streamParts(ctx context.Context, parts []streamPart) syscall.Errn
 			}
 			if f.wb == nil {
 				// They may leave it later, when a writer needs the space.
-				f.store.OnPressure(func() cache.Reclaimed {
+				ws.wf.OnPressure(func() cache.Reclaimed {
 					if !n.mu.TryLock() {
 						return cache.NotNow
 					}
