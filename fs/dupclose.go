@@ -101,16 +101,37 @@ func mountIDs(info []byte, mountpoint string) []int {
 }
 
 type mountEntry struct {
-	id  int
-	dev string // major:minor
-	at  string // mount point
+	id     int
+	dev    string // major:minor
+	at     string // mount point
+	fstype string
+}
+
+// MountedAt reports whether something is mounted at path (absolute, with
+// no symlinks), and what (its file system type), from
+// /proc/self/mountinfo; false where that cannot be read.
+func MountedAt(path string) (fstype string, ok bool) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", false
+	}
+	return mountedAt(b, path)
+}
+
+func mountedAt(info []byte, path string) (fstype string, ok bool) {
+	for _, e := range mountEntries(info) {
+		if e.at == path {
+			fstype, ok = e.fstype, true
+		}
+	}
+	return fstype, ok
 }
 
 // mountEntries parses the lines of mountinfo text, in order.
 func mountEntries(info []byte) []mountEntry {
 	var es []mountEntry
 	for line := range bytes.Lines(info) {
-		// id parent major:minor root mountpoint options ...
+		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
 		fs := strings.Fields(string(line))
 		if len(fs) < 5 {
 			continue
@@ -119,7 +140,11 @@ func mountEntries(info []byte) []mountEntry {
 		if err != nil {
 			continue
 		}
-		es = append(es, mountEntry{id, fs[2], unescapeMountinfo(fs[4])})
+		e := mountEntry{id: id, dev: fs[2], at: unescapeMountinfo(fs[4])}
+		if i := slices.Index(fs[5:], "-"); i >= 0 && 5+i+1 < len(fs) {
+			e.fstype = fs[5+i+1]
+		}
+		es = append(es, e)
 	}
 	return es
 }

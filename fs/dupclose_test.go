@@ -42,3 +42,35 @@ func TestParseFdinfo(t *testing.T) {
 		t.Error("bad flags parsed")
 	}
 }
+
+func TestUnescapeMountinfo(t *testing.T) {
+	for in, want := range map[string]string{
+		`/mnt/plain`:          "/mnt/plain",
+		`/mnt/a\040b`:         "/mnt/a b",
+		`/mnt/tab\011nl\012`:  "/mnt/tab\tnl\n",
+		`/mnt/back\134slash`:  `/mnt/back\slash`,
+		`/mnt/not\08`:         `/mnt/not\08`,
+		`/mnt/short\04`:       `/mnt/short\04`,
+		`/mnt/trailing\`:      `/mnt/trailing\`,
+		`\040\040`:            "  ",
+		`/mnt/high\777value`:  `/mnt/high\777value`,
+		`/mnt/ascii\101\102C`: "/mnt/asciiABC",
+	} {
+		if got := cfs.UnescapeMountinfo(in); got != want {
+			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestMountedAt(t *testing.T) {
+	info := `22 1 0:21 / /proc rw,nosuid shared:12 - proc proc rw
+97 22 0:52 / /tmp/a\040b rw,nosuid,nodev shared:3 - fuse.cosmount bkt rw,user_id=0
+98 22 0:53 / /tmp/c rw - tmpfs tmpfs rw
+`
+	for path, want := range map[string]string{"/tmp/a b": "fuse.cosmount", "/tmp/c": "tmpfs", "/proc": "proc", "/tmp": ""} {
+		got, ok := cfs.MountedAtIn(info, path)
+		if got != want || ok != (want != "") {
+			t.Errorf("MountedAtIn(%q) = %q %v, want %q", path, got, ok, want)
+		}
+	}
+}

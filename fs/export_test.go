@@ -67,3 +67,9 @@ func TopMountAt(info, mountpoint string) int { return topMountAt([]byte(info), m
 // CacheUsed is the space the write-back files take in the cache, as the
 // cache accounts it.
 func (f *FS) CacheUsed() int64 { return f.store.Used() }
+
+// UnescapeMountinfo undoes mountinfo's octal escapes.
+var UnescapeMountinfo = unescapeMountinfo
+
+// MountedAtIn is MountedAt on mountinfo text.
+func MountedAtIn(info, path string) (string, bool) { return mountedAt([]byte(info), path) }

@@ -11,25 +11,6 @@ import (
 	"time"
 )
 
-func TestUnescapeMountinfo(t *testing.T) {
-	for in, want := range map[string]string{
-		`/mnt/plain`:          "/mnt/plain",
-		`/mnt/a\040b`:         "/mnt/a b",
-		`/mnt/tab\011nl\012`:  "/mnt/tab\tnl\n",
-		`/mnt/back\134slash`:  `/mnt/back\slash`,
-		`/mnt/not\08`:         `/mnt/not\08`,
-		`/mnt/short\04`:       `/mnt/short\04`,
-		`/mnt/trailing\`:      `/mnt/trailing\`,
-		`\040\040`:            "  ",
-		`/mnt/high\777value`:  `/mnt/high\777value`,
-		`/mnt/ascii\101\102C`: "/mnt/asciiABC",
-	} {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // startForeground runs cosmount --foreground with args and waits until
 // mnt is mounted; the process is stopped and mnt unmounted in t.Cleanup.
 func startForeground(t *testing.T, e *env, mnt string, args ...string) (c *exec.Cmd, exited chan struct{}) {
