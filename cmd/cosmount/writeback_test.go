@@ -215,22 +215,16 @@ func TestSignalWhileDrainingLeavesTheNextMountAlone(t *testing.T) {
 	// PUTs wait at this proxy until the test lets them through, so the
 	// first mount is still draining when the second mounts.
 	gate := make(chan struct{})
-	u, err := url.Parse(e.srv.Endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.ErrorLog = log.New(io.Discard, "", 0)
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	proxy := serverProxy(t, e, func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method == http.MethodPut {
 			select {
 			case <-gate:
 			case <-r.Context().Done():
-				return
+				return true
 			}
 		}
-		rp.ServeHTTP(w, r)
-	}))
+		return false
+	})
 	defer proxy.Close()
 	defer close(gate)
 
@@ -280,20 +274,14 @@ func TestSignalWhileDrainingLeavesTheNextMountAlone(t *testing.T) {
 // reason went only to its stderr, /dev/null in the background).
 func TestBackgroundDrainErrorIsLogged(t *testing.T) {
 	e := setup(t)
-	u, err := url.Parse(e.srv.Endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.ErrorLog = log.New(io.Discard, "", 0)
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	proxy := serverProxy(t, e, func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method == http.MethodPut || r.Method == http.MethodPost {
 			w.WriteHeader(http.StatusForbidden)
 			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>no writes</Message></Error>`)
-			return
+			return true
 		}
-		rp.ServeHTTP(w, r)
-	}))
+		return false
+	})
 	defer proxy.Close()
 
 	mnt, cacheDir := t.TempDir(), t.TempDir()
@@ -331,4 +319,21 @@ func TestBackgroundDrainErrorIsLogged(t *testing.T) {
 	if !found {
 		t.Errorf("the log does not say at error level that the upload failed:\n%s", b)
 	}
+}
+
+// serverProxy is a proxy to the test server on loopback; first sees each
+// request and reports whether it answered it (else it goes on).
+func serverProxy(t *testing.T, e *env, first func(http.ResponseWriter, *http.Request) bool) *httptest.Server {
+	t.Helper()
+	u, err := url.Parse(e.srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !first(w, r) {
+			rp.ServeHTTP(w, r)
+		}
+	}))
 }
