@@ -259,14 +259,7 @@ func TestForegroundBrokenStderrKeepsServing(t *testing.T) {
 	})
 	drained := make(chan struct{})
 	go func() { io.Copy(io.Discard, r); close(drained) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for !mounted(mnt) {
-		if time.Now().After(deadline) {
-			c.Process.Kill()
-			t.Fatal("not mounted")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitMounted(t, mnt, c)
 	r.Close() // the reader of the pipe goes away
 	<-drained
 	for i := 0; i < 3; i++ {
