@@ -495,3 +495,92 @@ func TestReclaimersGoWithTheirFile(t *testing.T) {
 		t.Errorf("%d files' reclaimers kept after they were closed", len(s.reclaim))
 	}
 }
+
+// Bytes of the base fetched before a truncate cut the file must not land
+// past its new end: grown again, the file reads zeros there.
+func TestFillStopsAtASizeCutMeanwhile(t *testing.T) {
+	s, _ := NewStore(t.TempDir(), 1<<20)
+	w, _ := s.Create(100)
+	defer w.Remove()
+	if err := w.Truncate(100, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Fill(bytes.Repeat([]byte("b"), 100), 0); err != nil {
+		t.Fatal(err)
+	}
+	if s.Used() != 10 {
+		t.Fatalf("used %d after filling a file of 10 bytes", s.Used())
+	}
+	if err := w.Truncate(10, 100); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	if _, err := w.ReadAt(buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	want := append(bytes.Repeat([]byte("b"), 10), make([]byte, 90)...)
+	if !bytes.Equal(buf, want) {
+		t.Fatalf("read %q, want 10 b and zeros", buf)
+	}
+	if s.Used() != 100 {
+		t.Fatalf("used %d for a file of 100 bytes", s.Used())
+	}
+}
+
+// Two fills of the same range that wait for space together charge it once.
+func TestConcurrentFillsChargeOnce(t *testing.T) {
+	s, _ := NewStore(t.TempDir(), 100)
+	hog, _ := s.Create(0)
+	if _, err := hog.WriteAt(make([]byte, 100), 0); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := s.Create(50)
+	defer w.Remove()
+	done := make(chan error, 2)
+	for range 2 {
+		go func() { done <- w.Fill(bytes.Repeat([]byte("b"), 50), 0) }()
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		s.mu.Lock()
+		waits := s.waits
+		s.mu.Unlock()
+		if waits == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d fills wait for space, want 2", waits)
+		}
+	}
+	hog.Remove()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.Used() != 50 {
+		t.Fatalf("used %d for 50 bytes filled twice", s.Used())
+	}
+}
+
+// A write that fails gives back the space of what did not land.
+func TestFailedWriteGivesItsSpaceBack(t *testing.T) {
+	s, _ := NewStore(t.TempDir(), 1<<20)
+	w, _ := s.Create(0)
+	if _, err := w.WriteAt(make([]byte, 10), 0); err != nil {
+		t.Fatal(err)
+	}
+	w.f.Close() // (every write fails from now on)
+	if _, err := w.WriteAt(make([]byte, 100), 10); err == nil {
+		t.Fatal("a write to a closed file succeeded")
+	}
+	if s.Used() != 10 {
+		t.Fatalf("used %d after a failed write, want the 10 bytes held", s.Used())
+	}
+	if m := w.Missing(Range{0, 110}); fmt.Sprint(m) != "[{10 100}]" {
+		t.Fatalf("missing after a failed write: %v", m)
+	}
+	w.Close()
+	if s.Used() != 0 {
+		t.Fatalf("used %d after close", s.Used())
+	}
+}

@@ -20,9 +20,10 @@ type Store struct {
 	dir string
 	max int64
 
-	mu   sync.Mutex
-	cond *sync.Cond
-	used int64 // bytes reserved by write-back files
+	mu    sync.Mutex
+	cond  *sync.Cond
+	used  int64 // bytes reserved by write-back files
+	waits int   // reserves waiting for space (for tests)
 	// reclaim: what can give space back when a writer waits for it (the
 	// bytes of files already uploaded, see OnPressure), by file, each
 	// file's oldest first; a file's go when it is closed.
@@ -101,6 +102,8 @@ func (s *Store) reserve(n int64, wait time.Duration) error {
 		s.mu.Unlock()
 	})
 	defer timer.Stop()
+	s.waits++
+	defer func() { s.waits-- }()
 	for s.used+n > s.max {
 		if !time.Now().Before(deadline) {
 			return ErrNoSpace
@@ -302,6 +305,7 @@ type WriteFile struct {
 	restores   uint64   // calls of Restore that restored ranges
 	writtenOut rangeSet // handed to WriteOut: to stay out of the page cache
 	charged    int64    // bytes reserved in the store
+	size       int64    // the file's logical size: Fill stops there
 	prepaid    int64    // reserved by Prepay, not charged yet
 	closed     bool
 }
@@ -327,34 +331,73 @@ func (s *Store) Create(size int64) (*WriteFile, error) {
 			return nil, mapDiskErr(err)
 		}
 	}
-	return &WriteFile{s: s, f: f}, nil
+	return &WriteFile{s: s, f: f, size: size}, nil
 }
 
 // Name is the file's path.
 func (w *WriteFile) Name() string { return w.f.Name() }
 
-// charge accounts for bytes newly present after adding r.
-func (w *WriteFile) charge(r Range) error {
+// reserveFor reserves the bytes adding r would make newly present, as the
+// file stands now, using prepaid bytes first. addLocked settles the
+// reservation against what the add really grew by, which a concurrent
+// change of the file (another write of the same range, a truncate) may
+// have made smaller or larger.
+func (w *WriteFile) reserveFor(r Range) (int64, error) {
 	w.mu.Lock()
-	before := w.present.total()
-	after := w.present.add(r).total()
+	grow := w.present.add(r).total() - w.present.total()
+	use := min(grow, w.prepaid)
+	w.prepaid -= use
 	w.mu.Unlock()
-	if grow := after - before; grow > 0 {
-		w.mu.Lock()
-		use := min(grow, w.prepaid)
-		w.prepaid -= use
-		w.charged += use
-		w.mu.Unlock()
-		if rest := grow - use; rest > 0 {
-			if err := w.s.reserve(rest, SpaceWait); err != nil {
-				return err
-			}
+	if rest := grow - use; rest > 0 {
+		if err := w.s.reserve(rest, SpaceWait); err != nil {
 			w.mu.Lock()
-			w.charged += rest
+			w.prepaid += use
 			w.mu.Unlock()
+			return 0, err
 		}
 	}
-	return nil
+	return grow, nil
+}
+
+// addLocked marks r present and charges the file for what that grew it
+// by, out of reserved (from reserveFor); it returns the difference for
+// settle. Called with w.mu held. A closed file takes nothing: its space
+// went back at Close.
+func (w *WriteFile) addLocked(r Range, reserved int64) (surplus int64) {
+	if w.closed {
+		return reserved
+	}
+	before := w.present.total()
+	w.present = w.present.add(r)
+	grow := w.present.total() - before
+	w.charged += grow
+	return reserved - grow
+}
+
+// subLocked drops r from the present ranges and from the file's charge; it
+// returns the bytes to give back to the store. Called with w.mu held.
+func (w *WriteFile) subLocked(r Range) (freed int64) {
+	before := w.present.total()
+	w.present = w.present.sub(r)
+	freed = before - w.present.total()
+	if w.closed {
+		return 0
+	}
+	w.charged -= freed
+	return freed
+}
+
+// settle gives back a reservation's surplus, or takes what a reservation
+// fell short by (a few bytes past --cache-size for a moment rather than a
+// wait under a lock).
+func (s *Store) settle(surplus int64) {
+	if surplus > 0 {
+		s.release(surplus)
+	} else if surplus < 0 {
+		s.mu.Lock()
+		s.used -= surplus
+		s.mu.Unlock()
+	}
 }
 
 // Prepay reserves n bytes for a change about to be made (a truncate that
@@ -395,40 +438,61 @@ func (w *WriteFile) WriteAt(p []byte, off int64) (int, error) {
 	if w.Discarded(r) {
 		return 0, ErrDiscarded
 	}
-	if err := w.charge(r); err != nil {
+	reserved, err := w.reserveFor(r)
+	if err != nil {
 		return 0, err
 	}
 	w.mu.Lock()
-	w.present = w.present.add(r)
+	surplus := w.addLocked(r, reserved)
 	w.mu.Unlock()
+	w.s.settle(surplus)
 	n, err := w.f.WriteAt(p, off)
+	w.mu.Lock()
+	// The size grows once the bytes have landed: a Fill never writes past
+	// what the disk file holds.
+	w.size = max(w.size, off+int64(n))
+	var freed int64
 	if err != nil {
 		// What did not land is not held: the object's bytes must still be
 		// fetched for it.
-		w.mu.Lock()
-		w.present = w.present.sub(Range{off + int64(n), r.Len - int64(n)})
-		w.mu.Unlock()
-		return n, mapDiskErr(err)
+		freed = w.subLocked(Range{off + int64(n), r.Len - int64(n)})
 	}
-	return n, nil
+	w.mu.Unlock()
+	w.s.release(freed)
+	return n, mapDiskErr(err)
 }
 
 // Fill writes p at off only where the file does not hold data yet: bytes
-// fetched from the object the file started from never replace written ones.
+// fetched from the object the file started from never replace written ones,
+// and none land past the file's size, which a truncate may have cut since
+// they were fetched.
 func (w *WriteFile) Fill(p []byte, off int64) error {
-	r := Range{off, int64(len(p))}
-	if err := w.charge(r); err != nil {
+	w.mu.Lock()
+	r := Range{off, min(int64(len(p)), w.size-off)}
+	w.mu.Unlock()
+	if r.Len <= 0 {
+		return nil
+	}
+	reserved, err := w.reserveFor(r)
+	if err != nil {
 		return err
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, m := range w.present.missing(r) {
-		if _, err := w.f.WriteAt(p[m.Off-off:m.End()-off], m.Off); err != nil {
-			return mapDiskErr(err)
+	r.Len = min(r.Len, w.size-off) // (a truncate meanwhile)
+	surplus := reserved
+	if r.Len > 0 && !w.closed {
+		for _, m := range w.present.missing(r) {
+			if _, err = w.f.WriteAt(p[m.Off-off:m.End()-off], m.Off); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			surplus = w.addLocked(r, reserved)
 		}
 	}
-	w.present = w.present.add(r)
-	return nil
+	w.mu.Unlock()
+	w.s.settle(surplus)
+	return mapDiskErr(err)
 }
 
 // ReadAt reads from the local file; ranges never written read as zeros.
@@ -456,26 +520,35 @@ func (w *WriteFile) Missing(r Range) []Range {
 // Truncate changes the logical size; data past it is dropped (and its
 // space given back), a grown tail is present (zeros).
 func (w *WriteFile) Truncate(oldSize, size int64) error {
+	var reserved int64
 	if size > oldSize {
-		if err := w.charge(Range{oldSize, size - oldSize}); err != nil {
+		var err error
+		if reserved, err = w.reserveFor(Range{oldSize, size - oldSize}); err != nil {
 			return err
 		}
 	}
 	w.mu.Lock()
 	if err := w.truncateFile(size); err != nil {
 		w.mu.Unlock()
+		w.s.release(reserved)
 		return mapDiskErr(err)
 	}
 	before := w.present.total()
 	w.present = w.present.cut(size)
-	w.discarded = w.discarded.cut(size)
 	freed := before - w.present.total()
-	if size > oldSize {
-		w.present = w.present.add(Range{oldSize, size - oldSize})
+	if w.closed {
+		freed = 0
 	}
 	w.charged -= freed
+	w.discarded = w.discarded.cut(size)
+	w.size = size
+	surplus := reserved
+	if size > oldSize {
+		surplus = w.addLocked(Range{oldSize, size - oldSize}, reserved)
+	}
 	w.mu.Unlock()
 	w.s.release(freed)
+	w.s.settle(surplus)
 	return nil
 }
 
@@ -651,8 +724,9 @@ func (w *WriteFile) Present() []Range {
 }
 
 // Adopt takes back a write-back file a previous mount left in the store's
-// folder (named by its base name), with the ranges it was known to hold.
-func (s *Store) Adopt(name string, present []Range) (*WriteFile, error) {
+// folder (named by its base name), of the given logical size, with the
+// ranges it was known to hold.
+func (s *Store) Adopt(name string, size int64, present []Range) (*WriteFile, error) {
 	if filepath.Base(name) != name || !strings.HasPrefix(name, "wb-") {
 		return nil, fmt.Errorf("not a write-back file name: %q", name)
 	}
@@ -660,7 +734,7 @@ func (s *Store) Adopt(name string, present []Range) (*WriteFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &WriteFile{s: s, f: f}
+	w := &WriteFile{s: s, f: f, size: size}
 	for _, r := range present {
 		w.present = w.present.add(r)
 	}

@@ -522,7 +522,7 @@ func (f *FS) recoverJournal(ctx context.Context, entries []*journalEntry) {
 // replay uploads e; keep is the multipart uploads that entries resume,
 // which it does not abort.
 func (f *FS) replay(ctx context.Context, e *journalEntry, keep map[string]bool) error {
-	wf, err := f.store.Adopt(e.Cache, e.Present)
+	wf, err := f.store.Adopt(e.Cache, e.Size, e.Present)
 	if err != nil {
 		return err
 	}
