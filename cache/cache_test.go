@@ -584,3 +584,24 @@ func TestFailedWriteGivesItsSpaceBack(t *testing.T) {
 		t.Fatalf("used %d after close", s.Used())
 	}
 }
+
+// A failed write over bytes the file held keeps them held: only what the
+// write itself would have added is missing.
+func TestFailedWriteKeepsWhatWasHeld(t *testing.T) {
+	s, _ := NewStore(t.TempDir(), 1<<20)
+	w, _ := s.Create(0)
+	defer w.Close()
+	if _, err := w.WriteAt([]byte("0123456789"), 0); err != nil {
+		t.Fatal(err)
+	}
+	w.f.Close() // (every write fails from now on)
+	if _, err := w.WriteAt([]byte("abcdefghij"), 5); err == nil {
+		t.Fatal("a write to a closed file succeeded")
+	}
+	if m := w.Missing(Range{0, 15}); fmt.Sprint(m) != "[{10 5}]" {
+		t.Fatalf("missing after a failed write: %v, want only what it added", m)
+	}
+	if s.Used() != 10 {
+		t.Fatalf("used %d, want the 10 bytes held", s.Used())
+	}
+}

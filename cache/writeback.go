@@ -351,6 +351,12 @@ func (w *WriteFile) reserveFor(r Range) (int64, error) {
 	if rest := grow - use; rest > 0 {
 		if err := w.s.reserve(rest, SpaceWait); err != nil {
 			w.mu.Lock()
+			if w.closed {
+				// (Close gave back the prepaid bytes it still saw.)
+				w.mu.Unlock()
+				w.s.release(use)
+				return 0, err
+			}
 			w.prepaid += use
 			w.mu.Unlock()
 			return 0, err
@@ -443,21 +449,35 @@ func (w *WriteFile) WriteAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	w.mu.Lock()
+	fresh := w.present.missing(r) // what this write makes present
 	surplus := w.addLocked(r, reserved)
 	w.mu.Unlock()
 	w.s.settle(surplus)
 	n, err := w.f.WriteAt(p, off)
 	w.mu.Lock()
-	// The size grows once the bytes have landed: a Fill never writes past
-	// what the disk file holds.
-	w.size = max(w.size, off+int64(n))
+	var regrown int64
+	if n > 0 {
+		// The size grows once the bytes have landed: a Fill never writes
+		// past what the disk file holds. A truncate meanwhile may have cut
+		// what the write marked; the bytes are on the disk now, so they
+		// are held again.
+		landed := Range{off, int64(n)}
+		w.size = max(w.size, landed.End())
+		regrown = -w.addLocked(landed, 0)
+	}
 	var freed int64
 	if err != nil {
-		// What did not land is not held: the object's bytes must still be
-		// fetched for it.
-		freed = w.subLocked(Range{off + int64(n), r.Len - int64(n)})
+		// What did not land is not held, unless it was before: the
+		// object's bytes must still be fetched for it.
+		for _, m := range fresh {
+			lo, hi := max(m.Off, off+int64(n)), m.End()
+			if lo < hi {
+				freed += w.subLocked(Range{lo, hi - lo})
+			}
+		}
 	}
 	w.mu.Unlock()
+	w.s.settle(-regrown)
 	w.s.release(freed)
 	return n, mapDiskErr(err)
 }
