@@ -584,6 +584,46 @@ func TestTruncateDuringAnUploadKeepsTheZeros(t *testing.T) {
 	}
 }
 
+// A truncate that cuts a file while its close uploads it, so that the
+// upload runs short of bytes, makes the close upload the file again rather
+// than fail.
+func TestTruncateDuringAnUploadUploadsAgain(t *testing.T) {
+	r := newBucket(t)
+	gb := &gatedPutBucket{Bucket: r.counter, key: "f", started: make(chan struct{}), release: make(chan struct{})}
+	r.bucketOverride = gb
+	r.mount(cfs.Options{})
+	p := filepath.Join(r.mnt, "f")
+	h1, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h1.Write([]byte("0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	closed := make(chan error, 1)
+	go func() { closed <- h1.Close() }()
+	select {
+	case <-gb.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upload did not start")
+	}
+	if err := h2.Truncate(4); err != nil {
+		t.Fatal(err)
+	}
+	close(gb.release)
+	if err := <-closed; err != nil {
+		t.Fatalf("close during which the file was cut: %v", err)
+	}
+	if got, _ := r.object("f"); string(got) != "0123" {
+		t.Errorf("f in the bucket: %q, want %q", got, "0123")
+	}
+}
+
 // heldCompletes holds the answer of the first CompleteMultipartUpload,
 // once the server has made the object, until release is closed.
 type heldCompletes struct {

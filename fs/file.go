@@ -30,10 +30,13 @@ type File struct {
 
 	mu       sync.Mutex
 	meta     objMeta
-	openETag string // ETag at the last open, to keep the page cache
-	target   string // symlink target once read
-	opens    int    // open handles
-	ws       *writeState
+	openETag string      // ETag at the last open, to keep the page cache
+	target   string      // symlink target once read
+	opens    int         // open handles
+	ws       *writeState // set by _setWS
+	// hasWS mirrors ws != nil, so that a read of a file nobody writes
+	// takes no lock of the file's.
+	hasWS atomic.Bool
 	// deletes: objects it was read from, unlinked or renamed away while
 	// open; they go at the last close.
 	deletes  []objectVersion
@@ -165,11 +168,8 @@ func (n *File) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOu
 	return 0
 }
 
-func (n *File) writing() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.ws != nil
-}
+// writing reports whether the file has a local copy.
+func (n *File) writing() bool { return n.hasWS.Load() }
 
 // Open implements NodeOpener.
 func (n *File) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
@@ -330,22 +330,25 @@ var (
 // Read implements FileReader.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	n := h.node
-	n.mu.Lock()
-	ws := n.ws
+	var ws *writeState
 	var size int64
 	var base objMeta
 	var baseKey string
 	var baseEnd int64
 	var gone bool
 	var restores uint64
-	if ws != nil {
-		size, base, baseKey, baseEnd = ws.size, ws.base, ws.baseKey, ws.baseEnd
-		// Checked with the base it goes with: an upload that completes
-		// makes the bytes that left the cache its new base's.
-		gone = off < size && ws.wf.Discarded(cache.Range{Off: off, Len: min(off+int64(len(dest)), size) - off})
-		restores = ws.wf.Restores()
+	if n.hasWS.Load() {
+		n.mu.Lock()
+		if ws = n.ws; ws != nil {
+			size, base, baseKey, baseEnd = ws.size, ws.base, ws.baseKey, ws.baseEnd
+			// Checked with the base it goes with: an upload that
+			// completes makes the bytes that left the cache its new
+			// base's.
+			gone = off < size && ws.wf.Discarded(cache.Range{Off: off, Len: min(off+int64(len(dest)), size) - off})
+			restores = ws.wf.Restores()
+		}
+		n.mu.Unlock()
 	}
-	n.mu.Unlock()
 	if gone {
 		return nil, h.fsys.errno("read", baseKey, cache.ErrDiscarded)
 	}
@@ -623,7 +626,7 @@ func (n *File) release() {
 		n.fsys.abortLater(n.ws.st.mw)
 	}
 	n.ws.wf.Remove()
-	n.ws = nil
+	n._setWS(nil)
 }
 
 func (h *handle) block(ctx context.Context, i int64) (cache.Ref, error) {
@@ -825,13 +828,19 @@ func (n *File) opensNow() int {
 	return n.opens
 }
 
+// _setWS sets the file's local copy (nil: none). Called with n.mu held.
+func (n *File) _setWS(ws *writeState) {
+	n.ws = ws
+	n.hasWS.Store(ws != nil)
+}
+
 // dropClean forgets the local copy of a closed file that is uploaded.
 func (n *File) dropClean() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.ws != nil && !n.ws.dirty && n.opens == 0 {
 		n.ws.wf.Remove()
-		n.ws = nil
+		n._setWS(nil)
 		n.fsys.dropDetached(n)
 	}
 }

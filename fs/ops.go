@@ -72,7 +72,8 @@ func (d *Dir) Create(ctx context.Context, name string, flags uint32, mode uint32
 		return nil, nil, 0, f.errno("create", key, err)
 	}
 	ws.dirty = true
-	node := &File{fsys: f, meta: m, ws: ws, opens: 1}
+	node := &File{fsys: f, meta: m, opens: 1}
+	node._setWS(ws) // (nobody else has it yet)
 	node.setKey(key)
 	if old := f.takeDetached(key); old != nil {
 		// A forgotten file with work pending had the name (the kernel
@@ -222,7 +223,7 @@ func (n *File) markUnlinked(key string) bool {
 			// Closed with its upload pending or failed: no release will
 			// come to drop its local copy, and no upload will run.
 			ws.wf.Remove()
-			n.ws = nil
+			n._setWS(nil)
 			n.fsys.setFailed(n, false)
 			n.fsys.dropDetachedKey(key, n)
 		}

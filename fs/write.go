@@ -138,7 +138,7 @@ func (n *File) _startWrite(trunc bool) error {
 	}
 	ws.uploaded = n.meta.etag != ""
 	ws.baseKey = n.key()
-	n.ws = ws
+	n._setWS(ws)
 	if trunc && n.meta.etag != "" && n.meta.size != 0 {
 		ws.dirty = true
 	}
@@ -230,6 +230,12 @@ func (h *handle) write(ctx context.Context, data []byte, off int64) (uint32, sys
 		if ws.st.ok {
 			parts = n._streamTrack(off, end)
 		}
+	}
+	if err != nil {
+		// The cache held the range for this write until it failed: an
+		// upload running meanwhile may have taken it as written, and sent
+		// what the cache file had there.
+		ws.gen++
 	}
 	n.mu.Unlock()
 	if err != nil {
@@ -417,11 +423,24 @@ func (n *File) flushNow(ctx context.Context) syscall.Errno {
 
 // flushNowLocked is flushNow with n.upMu held.
 func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
+	for try := 1; ; try++ {
+		errno, cut := n.flushOnceLocked(ctx)
+		if errno == 0 || !cut || try == 3 {
+			return errno
+		}
+		// A truncate cut the file while it was being uploaded, and the
+		// upload ran short of bytes: upload what the file holds now.
+	}
+}
+
+// flushOnceLocked uploads the file once; cut reports a failure of an upload
+// during which a truncate cut the file below the size being uploaded.
+func (n *File) flushOnceLocked(ctx context.Context) (errno syscall.Errno, cut bool) {
 	n.mu.Lock()
 	ws := n.ws
 	if ws == nil || !ws.dirty || ws.unlinked {
 		n.mu.Unlock()
-		return 0
+		return 0, false
 	}
 	gen, size, base, baseKey, baseEnd, emptied, discarded := ws.gen, ws.size, ws.base, ws.baseKey, ws.baseEnd, ws.emptied, ws.discarded
 	ws.lowSince = size
@@ -472,7 +491,7 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 				n.fsys.abortLater(st.mw)
 			}
 		}
-		return n.fsys.errno("upload", key, err)
+		return n.fsys.errno("upload", key, err), ws.lowSince < size && !errors.As(err, new(streamKept))
 	}
 	ws.lastErr = nil
 	n.fsys.setFailed(n, false)
@@ -522,7 +541,7 @@ func (n *File) flushNowLocked(ctx context.Context) syscall.Errno {
 			mf.mu.Unlock()
 		}
 	}
-	return 0
+	return 0, false
 }
 
 // moveStreamed moves the object a stream completed under the file's former
