@@ -14,8 +14,9 @@ import (
 
 // Store is the folder of write-back files, bounded in bytes.
 //
-// Lock order: WriteFile.mu, then Store.mu. Neither is held across a wait
-// for space except Store.mu inside its condition variable.
+// Lock order: Store.mu, then WriteFile.mu (reclaimLocked looks whether a
+// file closed); no holder of a WriteFile.mu takes Store.mu. Neither is held
+// across a wait for space except Store.mu inside its condition variable.
 type Store struct {
 	dir string
 	max int64

@@ -533,12 +533,14 @@ func TestDrainWaitsForTheDeleteOfAFileRemovedWhileOpen(t *testing.T) {
 	}
 }
 
-// A file truncated and written again while its close uploads it reads,
-// once that upload is its base, as written since: zeros where the truncate
-// cut it, not the uploaded bytes.
-func TestTruncateDuringAnUploadKeepsTheZeros(t *testing.T) {
-	r := newBucket(t)
-	gb := &gatedPutBucket{Bucket: r.counter, key: "f", after: true, started: make(chan struct{}), release: make(chan struct{})}
+// closeDuringUpload writes "0123456789" to a new file f and closes it in
+// the background, its upload held by the gate (after the PUT when after is
+// set, before it otherwise), and returns a second handle of f, the close's
+// result, and the gate to release.
+func closeDuringUpload(t *testing.T, after bool) (r *rig, h2 *os.File, closed chan error, gb *gatedPutBucket) {
+	t.Helper()
+	r = newBucket(t)
+	gb = &gatedPutBucket{Bucket: r.counter, key: "f", after: after, started: make(chan struct{}), release: make(chan struct{})}
 	r.bucketOverride = gb
 	r.mount(cfs.Options{})
 	p := filepath.Join(r.mnt, "f")
@@ -549,18 +551,25 @@ func TestTruncateDuringAnUploadKeepsTheZeros(t *testing.T) {
 	if _, err := h1.Write([]byte("0123456789")); err != nil {
 		t.Fatal(err)
 	}
-	h2, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
+	if h2, err = os.OpenFile(p, os.O_RDWR, 0); err != nil {
 		t.Fatal(err)
 	}
-	defer h2.Close()
-	closed := make(chan error, 1)
+	t.Cleanup(func() { h2.Close() })
+	closed = make(chan error, 1)
 	go func() { closed <- h1.Close() }()
 	select {
 	case <-gb.started:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the upload did not start")
 	}
+	return r, h2, closed, gb
+}
+
+// A file truncated and written again while its close uploads it reads,
+// once that upload is its base, as written since: zeros where the truncate
+// cut it, not the uploaded bytes.
+func TestTruncateDuringAnUploadKeepsTheZeros(t *testing.T) {
+	r, h2, closed, gb := closeDuringUpload(t, true)
 	if err := h2.Truncate(0); err != nil {
 		t.Fatal(err)
 	}
@@ -588,30 +597,7 @@ func TestTruncateDuringAnUploadKeepsTheZeros(t *testing.T) {
 // upload runs short of bytes, makes the close upload the file again rather
 // than fail.
 func TestTruncateDuringAnUploadUploadsAgain(t *testing.T) {
-	r := newBucket(t)
-	gb := &gatedPutBucket{Bucket: r.counter, key: "f", started: make(chan struct{}), release: make(chan struct{})}
-	r.bucketOverride = gb
-	r.mount(cfs.Options{})
-	p := filepath.Join(r.mnt, "f")
-	h1, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h1.Write([]byte("0123456789")); err != nil {
-		t.Fatal(err)
-	}
-	h2, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h2.Close()
-	closed := make(chan error, 1)
-	go func() { closed <- h1.Close() }()
-	select {
-	case <-gb.started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the upload did not start")
-	}
+	r, h2, closed, gb := closeDuringUpload(t, false)
 	if err := h2.Truncate(4); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -76,6 +77,17 @@ type stream struct {
 	// chunk sizes its parts (GrowingPartSize); 0: the mount's ChunkSize.
 	// A stream resumed by a later mount keeps the sizes it began with.
 	chunk int64
+	// epoch tells streams apart: parts tracked for one are never sent in
+	// another's upload (see streamParts).
+	epoch uint64
+}
+
+// streamEpochs numbers the streams of the mount.
+var streamEpochs atomic.Uint64
+
+// newStream is a fresh stream, which may start only on an empty file.
+func newStream(size int64) stream {
+	return stream{ok: size == 0, nextPart: 1, epoch: streamEpochs.Add(1)}
 }
 
 // chunkSize is what st's parts are sized by.
@@ -102,7 +114,7 @@ func (st *stream) chunkSize(f *FS) int64 {
 // flushes the new file. Called with the file's lock held.
 func (ws *writeState) _detachStream() stream {
 	st := ws.st
-	ws.st = stream{ok: ws.size == 0, nextPart: 1}
+	ws.st = newStream(ws.size)
 	return st
 }
 
@@ -116,7 +128,7 @@ func (f *FS) newWriteState(base objMeta, size int64) (*writeState, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &writeState{wf: wf, base: base, baseEnd: base.size, size: size, st: stream{ok: size == 0, nextPart: 1}}, nil
+	return &writeState{wf: wf, base: base, baseEnd: base.size, size: size, st: newStream(size)}, nil
 }
 
 // startWrite makes sure n has a local copy; trunc starts it empty.
@@ -267,6 +279,7 @@ func (st *stream) markRedo(off, end int64) {
 type streamPart struct {
 	num      int
 	off, len int64
+	epoch    uint64 // of the stream it belongs to
 }
 
 // _streamTrack notes a write of [off, end) for the streaming upload and
@@ -292,7 +305,7 @@ func (n *File) _streamTrack(off, end int64) []streamPart {
 		if ws.st.seqEnd-ws.st.nextOff < ps {
 			break
 		}
-		parts = append(parts, streamPart{ws.st.nextPart, ws.st.nextOff, ps})
+		parts = append(parts, streamPart{ws.st.nextPart, ws.st.nextOff, ps, ws.st.epoch})
 		ws.st.nextOff += ps
 		ws.st.partEnds = append(ws.st.partEnds, ws.st.nextOff)
 		ws.st.nextPart++
@@ -306,10 +319,19 @@ func (n *File) streamParts(ctx context.Context, parts []streamPart) syscall.Errn
 		return 0
 	}
 	f := n.fsys
+	epoch := parts[0].epoch
 	n.mu.Lock()
 	ws := n.ws
+	if ws == nil || ws.st.epoch != epoch {
+		// Their stream was taken meanwhile (by a flush, a truncate, a
+		// rename): what takes it sends them, or the whole file.
+		n.mu.Unlock()
+		return 0
+	}
 	mw := ws.st.mw
 	n.mu.Unlock()
+	// ours reports whether the file's stream is still theirs.
+	ours := func() bool { return n.ws == ws && ws.st.epoch == epoch }
 	key := n.key()
 	if mw == nil {
 		var err error
@@ -322,7 +344,9 @@ func (n *File) streamParts(ctx context.Context, parts []streamPart) syscall.Errn
 		if err != nil {
 			// Not fatal: the whole file goes up at close instead.
 			n.mu.Lock()
-			ws.st.ok = false
+			if ours() {
+				ws.st.ok = false
+			}
 			n.mu.Unlock()
 			f.log.Debug("starting a streaming upload failed; uploading at close", "key", key, "err", err)
 			return 0
@@ -334,7 +358,7 @@ func (n *File) streamParts(ctx context.Context, parts []streamPart) syscall.Errn
 			mw.KeepOnFailure()
 		}
 		n.mu.Lock()
-		if ws.st.mw != nil || !ws.st.ok {
+		if ws.st.mw != nil || !ws.st.ok || !ours() {
 			// Another write started one first, or a flush took the stream.
 			n.mu.Unlock()
 			n.fsys.abortLater(mw)
@@ -391,7 +415,9 @@ func (n *File) streamParts(ctx context.Context, parts []streamPart) syscall.Errn
 		}
 		if err := mw.AddPartNotify(ctx, p.num, ws.wf, p.off, p.len, done); err != nil {
 			n.mu.Lock()
-			ws.st.ok = false
+			if ours() {
+				ws.st.ok = false
+			}
 			n.mu.Unlock()
 			f.log.Debug("streamed part failed; uploading at close", "key", key, "err", err)
 			return 0
