@@ -37,6 +37,11 @@ type File struct {
 	// hasWS mirrors ws != nil, so that a read of a file nobody writes
 	// takes no lock of the file's.
 	hasWS atomic.Bool
+	// versions counts the times an open found the object's bytes changed
+	// behind the mount: a handle opened before reads nothing more (ESTALE)
+	// rather than put its version's bytes into the page cache the newer
+	// opens share.
+	versions atomic.Uint64
 	// deletes: objects it was read from, unlinked or renamed away while
 	// open; they go at the last close.
 	deletes  []objectVersion
@@ -200,6 +205,9 @@ func (n *File) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	var fuseFlags uint32
 	if n.ws == nil {
 		keep := n.openETag == m.etag && m.etag != ""
+		if !keep && n.openETag != "" {
+			n.versions.Add(1)
+		}
 		n.openETag = m.etag
 		if keep {
 			// Unchanged since the last open: the kernel's page cache is good.
@@ -209,7 +217,7 @@ func (n *File) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		fuseFlags |= fuse.FOPEN_KEEP_CACHE
 	}
 	fuseFlags |= WriteOnlyFlags(flags)
-	h := &handle{fsys: n.fsys, node: n, key: n.key(), etag: m.etag, size: m.size, writable: writable}
+	h := &handle{fsys: n.fsys, node: n, key: n.key(), etag: m.etag, size: m.size, writable: writable, version: n.versions.Load()}
 	if writable {
 		h.opener = callerTgid(ctx)
 	}
@@ -305,6 +313,7 @@ type handle struct {
 	etag     string
 	size     int64
 	writable bool
+	version  uint64 // File.versions at the open
 	// opener is the process (thread group) that opened the handle for
 	// writing: only its close uploads (see Flush).
 	opener int
@@ -359,6 +368,11 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 			return h.Read(ctx, dest, off)
 		}
 		return res, errno
+	}
+	if n.versions.Load() != h.version {
+		// A later open found other bytes: the kernel's page cache is
+		// theirs now.
+		return nil, syscall.ESTALE
 	}
 	if off >= h.size || len(dest) == 0 {
 		return fuse.ReadResultData(nil), 0

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand"
@@ -746,5 +747,49 @@ func TestReadaheadFetchesEvictedBlocksAgainInRuns(t *testing.T) {
 	t.Logf("16 MiB read after the cache was purged: %d GETs, %d of at most 1 MiB", r.counter.gets.Load(), r.counter.smallGets.Load())
 	if n := r.counter.smallGets.Load(); n > 2 {
 		t.Errorf("%d GETs of 1 MiB or less for 16 MiB read after the cache dropped the readahead", n)
+	}
+}
+
+// A handle still open on an object's old version, after a later open found
+// the object replaced behind the mount, reads nothing more (ESTALE) rather
+// than put the old bytes into the page cache the new opens read.
+func TestOldHandleDoesNotMixVersionsIntoThePageCache(t *testing.T) {
+	r := newBucket(t)
+	const size = 4 << 20
+	r.put("f", bytes.Repeat([]byte("A"), size), nil)
+	r.mount(cfs.Options{StatTTL: 200 * time.Millisecond, NegativeTTL: 200 * time.Millisecond})
+	p := filepath.Join(r.mnt, "f")
+	h1, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h1.Close()
+	if _, err := io.ReadAll(h1); err != nil { // (its blocks are in the read cache now)
+		t.Fatal(err)
+	}
+	r.put("f", bytes.Repeat([]byte("B"), size), nil)
+	var h2 *os.File
+	eventually(t, 10*time.Second, func() error {
+		h, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		b := make([]byte, 1)
+		if _, err := h.ReadAt(b, 0); err != nil || b[0] != 'B' {
+			h.Close()
+			return fmt.Errorf("new open reads %q (%v)", b, err)
+		}
+		h2 = h
+		return nil
+	})
+	defer h2.Close()
+	// The old handle's read of the second half must not fill the page
+	// cache with A.
+	b := make([]byte, 4096)
+	if _, err := h1.ReadAt(b, size/2); !errors.Is(err, syscall.ESTALE) {
+		t.Errorf("old handle's read after the object changed: %q... (%v), want ESTALE", b[:4], err)
+	}
+	if _, err := h2.ReadAt(b, size/2); err != nil || !bytes.Equal(b, bytes.Repeat([]byte("B"), 4096)) {
+		t.Fatalf("new handle reads %q... (%v) in the second half, want B", b[:4], err)
 	}
 }
