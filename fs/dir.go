@@ -146,6 +146,9 @@ func (d *Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gof
 		return nil, syscall.ENOENT // no key holds it
 	}
 	key := d.prefix() + name
+	if len(key) > maxKeyLen {
+		return nil, syscall.ENOENT // nor this (a server may answer 400)
+	}
 	n, revived := d.childFile(name), false
 	if n == nil {
 		// Forgotten by the kernel with work pending: it comes back.

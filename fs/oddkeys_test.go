@@ -354,4 +354,17 @@ func TestNamesNoKeyCanHoldAreRefused(t *testing.T) {
 	if err := os.WriteFile(m(filepath.Join(dir, "f")), []byte("y"), 0o644); err != nil {
 		t.Errorf("create with a key of %d bytes: %v", len(dir)+2, err)
 	}
+	// Looked up on a new mount, where the directories are the bucket's.
+	r.unmount()
+	r.mount(cfs.Options{})
+	if _, err := os.Stat(m(dir)); err != nil {
+		t.Fatal(err)
+	}
+	r.counter.reset()
+	if _, err := os.Stat(m(filepath.Join(dir, strings.Repeat("f", 30)))); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("stat of a key over 1,024 bytes: %v, want ENOENT", err)
+	}
+	if n := r.counter.heads.Load() + r.counter.lists.Load(); n != 0 {
+		t.Errorf("stat of a key over 1,024 bytes sent %d requests, want none", n)
+	}
 }
