@@ -215,8 +215,11 @@ func (d *Dir) list(ctx context.Context, l *listing) {
 	// eager: more than one page, so HEADs go out as the pages come in;
 	// else they wait in f.lazy for a first stat.
 	eager := false
+	// Pages after the first count as sent when the listing began: an
+	// answer the stat cache got since then stays.
+	sent := time.Now()
 	page := func(out *transport.ListOutput) error {
-		heads, added = f.absorbPage(out, prefix, names, heads, added[:0])
+		heads, added = f.absorbPage(out, sent, prefix, names, heads, added[:0])
 		last := out.NextToken == ""
 		if !last {
 			eager = true
@@ -294,8 +297,11 @@ func (d *Dir) list(ctx context.Context, l *listing) {
 		return nil
 	}
 	in := transport.ListInput{Prefix: prefix, Delimiter: "/"}
-	if first := f.prefetchedPage(ctx, prefix); first != nil {
+	if first, at := f.prefetchedPage(ctx, prefix); first != nil {
+		began := sent
+		sent = at
 		page(first)
+		sent = began
 		if first.NextToken == "" {
 			d.walked()
 			return
@@ -380,17 +386,20 @@ func (l *listing) seekdir(off uint64) syscall.Errno {
 	return 0
 }
 
-// absorbPage takes one page of a directory's listing: names gets each
-// entry's type (and added the names set), the stat cache the directories' attributes (and the files'
-// with --fast-list or when unchanged), and heads the files whose metadata
-// needs a HEAD.
-func (f *FS) absorbPage(out *transport.ListOutput, prefix string, names map[string]uint32, heads []headJob, added []string) ([]headJob, []string) {
+// absorbPage takes one page of a directory's listing, sent at sent: names
+// gets each entry's type (and added the names set), the stat cache the
+// directories' attributes (and the files' with --fast-list or when
+// unchanged), and heads the files whose metadata needs a HEAD. An answer
+// the stat cache got after the page was sent (this mount's own upload,
+// delete or rmdir, a HEAD) is newer than the page and stays.
+func (f *FS) absorbPage(out *transport.ListOutput, sent time.Time, prefix string, names map[string]uint32, heads []headJob, added []string) ([]headJob, []string) {
 	for _, cp := range out.CommonPrefixes {
 		name := strings.TrimSuffix(strings.TrimPrefix(cp, prefix), "/")
 		if !f.validName(cp, name) {
 			continue
 		}
-		if mode, ok := names[name]; ok && mode != syscall.S_IFDIR {
+		mode, seen := names[name] // (an object of this name, on an earlier page)
+		if seen && mode != syscall.S_IFDIR {
 			f.warnOnce(prefix+name, "an object and a directory share this name; the directory is shown")
 		}
 		names[name] = syscall.S_IFDIR
@@ -399,6 +408,8 @@ func (f *FS) absorbPage(out *transport.ListOutput, prefix string, names map[stri
 		// Known now for another TTL (the listing answers lookups).
 		if e, ok := f.stats.fresh(key); ok && e.exists && e.meta.dir {
 			f.stats.put(key, e.meta, true, f.opt.StatTTL)
+		} else if ok && e.at.After(sent) && !seen {
+			// (Removed, or made a file, since.)
 		} else {
 			f.stats.put(key, f.dirMeta(f.mountTime), true, f.opt.StatTTL)
 		}
@@ -432,6 +443,8 @@ func (f *FS) absorbPage(out *transport.ListOutput, prefix string, names map[stri
 			// Unchanged: what is cached holds for another TTL.
 			f.stats.put(o.Key, e.meta, true, f.opt.StatTTL)
 			continue
+		} else if ok && e.at.After(sent) {
+			continue // changed or removed since the page was sent
 		}
 		if f.opt.FastList {
 			f.stats.put(o.Key, listed, true, f.opt.StatTTL)
@@ -450,7 +463,7 @@ func (f *FS) absorbPage(out *transport.ListOutput, prefix string, names map[stri
 // that page is the whole listing.
 func (f *FS) WarmRoot(out *transport.ListOutput) {
 	names := map[string]uint32{}
-	heads, _ := f.absorbPage(out, f.opt.Prefix, names, nil, nil)
+	heads, _ := f.absorbPage(out, time.Time{}, f.opt.Prefix, names, nil, nil) // (nothing is known yet)
 	if out.NextToken != "" {
 		return
 	}

@@ -677,3 +677,63 @@ func TestReadDuringTheUploadOfTheSameFile(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// heldRootList holds the answer of the next listing of the root, once
+// armed, until release is closed.
+type heldRootList struct {
+	cfs.Bucket
+	armed   atomic.Bool
+	started chan struct{}
+	release chan struct{}
+}
+
+func (b *heldRootList) List(ctx context.Context, in *transport.ListInput) (*transport.ListOutput, error) {
+	out, err := b.Bucket.List(ctx, in)
+	if in.Prefix == "" && b.armed.CompareAndSwap(true, false) {
+		close(b.started)
+		<-b.release
+	}
+	return out, err
+}
+
+// A listing answered before this mount's own upload, and taken in after
+// it, does not put the old object's attributes back in the stat cache
+// (--fast-list takes attributes from listings).
+func TestListingOlderThanAnUploadKeepsTheUpload(t *testing.T) {
+	r := newBucket(t)
+	r.put("f", []byte("AAAA"), nil)
+	hb := &heldRootList{Bucket: r.counter, started: make(chan struct{}), release: make(chan struct{})}
+	r.bucketOverride = hb
+	r.mount(cfs.Options{FastList: true, StatTTL: time.Minute})
+	p := filepath.Join(r.mnt, "f")
+	// Opened before the listing: a create would wait for the directory,
+	// which the kernel holds while the listing runs.
+	w, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb.armed.Store(true)
+	listed := make(chan error, 1)
+	go func() {
+		_, err := os.ReadDir(r.mnt)
+		listed <- err
+	}()
+	select {
+	case <-hb.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the listing did not start")
+	}
+	if _, err := w.Write([]byte("BBBBBB")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(hb.release)
+	if err := <-listed; err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(p); err != nil || string(b) != "BBBBBB" {
+		t.Errorf("f after a listing older than its upload: %q (%v), want BBBBBB", b, err)
+	}
+}

@@ -55,21 +55,21 @@ func (l *listingCache) take(prefix string) *prefetched {
 func (f *FS) namespaceChanged() { f.nsGen.Add(1) }
 
 // prefetchedPage waits for the prefetched first page of prefix and returns
-// it if it is still good, else nil.
-func (f *FS) prefetchedPage(ctx context.Context, prefix string) *transport.ListOutput {
+// it, and when it was sent, if it is still good, else nil.
+func (f *FS) prefetchedPage(ctx context.Context, prefix string) (*transport.ListOutput, time.Time) {
 	p := f.listings.take(prefix)
 	if p == nil {
-		return nil
+		return nil, time.Time{}
 	}
 	select {
 	case <-p.done:
 	case <-ctx.Done():
-		return nil
+		return nil, time.Time{}
 	}
 	if p.err != nil || p.gen != f.nsGen.Load() || time.Since(p.at) > f.opt.StatTTL {
-		return nil
+		return nil, time.Time{}
 	}
-	return p.out
+	return p.out, p.at
 }
 
 // prefetchListing starts listing prefix in the background; with heads, the
@@ -110,7 +110,7 @@ func (f *FS) prefetchListing(prefix string, heads bool) {
 		defer cancel()
 		p.out, p.err = f.bucket.List(ctx, &transport.ListInput{Prefix: prefix, Delimiter: "/"})
 		if p.err == nil && heads && p.out.NextToken == "" && p.gen == f.nsGen.Load() {
-			heads, _ := f.absorbPage(p.out, prefix, map[string]uint32{}, nil, nil)
+			heads, _ := f.absorbPage(p.out, p.at, prefix, map[string]uint32{}, nil, nil)
 			f.startHeads(heads)
 		}
 	}()

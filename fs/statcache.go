@@ -18,6 +18,7 @@ type statEntry struct {
 	exists  bool
 	failed  bool
 	expires time.Time
+	at      time.Time // when the answer was known
 }
 
 func (e *statEntry) pending() bool {
@@ -74,7 +75,8 @@ func (c *statCache) begin(key string) (e *statEntry, owner bool) {
 
 // finish resolves e.
 func (c *statCache) finish(key string, e *statEntry, m objMeta, exists bool, ttl time.Duration) {
-	e.meta, e.exists, e.expires = m, exists, c.now().Add(ttl)
+	now := c.now()
+	e.meta, e.exists, e.expires, e.at = m, exists, now.Add(ttl), now
 	close(e.done)
 }
 
@@ -91,7 +93,8 @@ func (c *statCache) fail(key string, e *statEntry) {
 
 // put stores a known answer (from a listing or this mount's own change).
 func (c *statCache) put(key string, m objMeta, exists bool, ttl time.Duration) {
-	e := &statEntry{done: make(chan struct{}), meta: m, exists: exists, expires: c.now().Add(ttl)}
+	now := c.now()
+	e := &statEntry{done: make(chan struct{}), meta: m, exists: exists, expires: now.Add(ttl), at: now}
 	close(e.done)
 	c.mu.Lock()
 	c.lru.Add(key, e)
