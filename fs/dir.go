@@ -34,6 +34,9 @@ type Dir struct {
 	// asks the server when nothing else knows it (its stat cache entry
 	// may be gone: a failed HEAD's short TTL, eviction).
 	listed map[string]uint32
+	// renamed: names this mount gave entries since (renames into d); the
+	// listing's own map is not written after it is handed over.
+	renamed map[string]bool
 	// kids are the subdirectories of the last complete listing, sorted;
 	// lastKid the index of the one listed last and fetchedTo the last one
 	// prefetched (see prefetch.go).
@@ -49,7 +52,7 @@ type Dir struct {
 func (d *Dir) markComplete(names map[string]uint32) {
 	d.mu.Lock()
 	d.completeUntil = time.Now().Add(d.fsys.opt.StatTTL)
-	d.listed = names
+	d.listed, d.renamed = names, nil
 	d.mu.Unlock()
 }
 
@@ -59,7 +62,7 @@ func (d *Dir) markComplete(names map[string]uint32) {
 func forgetListings(n *gofs.Inode) {
 	if d, ok := n.Operations().(*Dir); ok {
 		d.mu.Lock()
-		d.completeUntil, d.listed = time.Time{}, nil
+		d.completeUntil, d.listed, d.renamed = time.Time{}, nil, nil
 		d.mu.Unlock()
 	}
 	for _, ch := range n.Children() {
@@ -69,16 +72,30 @@ func forgetListings(n *gofs.Inode) {
 	}
 }
 
+// noteName adds name to d's complete listing, if it has one: a name this
+// mount gave an entry there (a rename) is not taken for absent once the
+// kernel forgets the entry's inode.
+func (d *Dir) noteName(name string) {
+	d.mu.Lock()
+	if time.Now().Before(d.completeUntil) {
+		if d.renamed == nil {
+			d.renamed = map[string]bool{}
+		}
+		d.renamed[name] = true
+	}
+	d.mu.Unlock()
+}
+
 // absent reports whether d's complete listing says name is not there.
 func (d *Dir) absent(name string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !time.Now().Before(d.completeUntil) {
-		d.listed = nil
+		d.listed, d.renamed = nil, nil
 		return false
 	}
 	_, listed := d.listed[name]
-	return !listed
+	return !listed && !d.renamed[name]
 }
 
 // statChild is FS.stat of the entry name (whose key is key), answered

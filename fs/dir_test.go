@@ -737,3 +737,44 @@ func TestListingOlderThanAnUploadKeepsTheUpload(t *testing.T) {
 		t.Errorf("f after a listing older than its upload: %q (%v), want BBBBBB", b, err)
 	}
 }
+
+// A directory renamed into a directory whose listing was complete stays
+// there once the kernel forgets its inode: the listing does not answer
+// ENOENT for the name the rename gave it.
+func TestRenamedIntoAListedDirectorySurvivesForget(t *testing.T) {
+	r := newBucket(t)
+	r.put("a/x", []byte("x"), nil)
+	r.put("b/y", []byte("y"), nil)
+	r.mount(cfs.Options{StatTTL: time.Minute})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	if _, err := os.ReadDir(m("b")); err != nil { // (b's listing is complete now)
+		t.Fatal(err)
+	}
+	if err := os.Rename(m("a"), m("b/a")); err != nil {
+		t.Fatal(err)
+	}
+	// The kernel forgets an inode once nothing uses it and it leaves its
+	// cache: drop the entry, then the cache's unused entries. b, held
+	// open, stays.
+	bh, err := os.Open(m("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bh.Close()
+	eventually(t, 10*time.Second, func() error {
+		_ = r.fsys.ForgetEntry("b", "a")
+		if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0); err != nil {
+			t.Skipf("cannot drop the kernel's caches: %v", err)
+		}
+		if r.fsys.HasChild("b", "a") {
+			return errors.New("the kernel still holds b/a")
+		}
+		return nil
+	})
+	if _, err := os.Stat(m("b/a")); err != nil {
+		t.Fatalf("b/a after the kernel forgot it: %v", err)
+	}
+	if b, err := os.ReadFile(m("b/a/x")); err != nil || string(b) != "x" {
+		t.Fatalf("b/a/x: %q %v", b, err)
+	}
+}

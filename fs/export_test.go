@@ -73,3 +73,18 @@ var UnescapeMountinfo = unescapeMountinfo
 
 // MountedAtIn is MountedAt on mountinfo text.
 func MountedAtIn(info, path string) (string, bool) { return mountedAt([]byte(info), path) }
+
+// HasChild reports whether the node tree still holds name in the directory
+// dir (a path from the root, "" for the root).
+func (f *FS) HasChild(dir, name string) bool {
+	d := f.root.EmbeddedInode()
+	for _, c := range strings.Split(dir, "/") {
+		if c == "" {
+			continue
+		}
+		if d = d.GetChild(c); d == nil {
+			return false
+		}
+	}
+	return d.GetChild(name) != nil
+}

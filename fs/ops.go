@@ -340,7 +340,7 @@ func applySetattr(m *objMeta, in *fuse.SetAttrIn) bool {
 // Rename implements NodeRenamer: a server-side copy then a delete; for a
 // directory, every key under it, copies in parallel. A file not uploaded yet
 // is only renamed here: its upload goes to the new name.
-func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) (errno syscall.Errno) {
 	ctx = uninterrupted(ctx)
 	d.fsys.namespaceChanged() // before: listings sent from now on may miss the change
 	defer d.fsys.namespaceChanged()
@@ -368,6 +368,11 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbed
 			return errno
 		}
 	}
+	defer func() {
+		if errno == 0 {
+			np.noteName(newName)
+		}
+	}()
 	dstMeta, dstErr := np.statChild(ctx, newName, dst)
 	if dstErr != 0 && dstErr != syscall.ENOENT {
 		// Not known to be absent: it may be a directory with files.
