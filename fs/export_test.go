@@ -4,6 +4,8 @@ import (
 	"strings"
 	"syscall"
 
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+
 	"cosmount/cache"
 )
 
@@ -33,16 +35,26 @@ func (f *FS) CachedBlockLen(key, etag string, i int64) int {
 // dir (a path from the root, "" for the root), as memory pressure would: an
 // inode nothing else holds is then forgotten.
 func (f *FS) ForgetEntry(dir, name string) syscall.Errno {
+	d := f.dirAt(dir)
+	if d == nil {
+		return syscall.ENOENT
+	}
+	return d.NotifyEntry(name)
+}
+
+// dirAt is the node of the directory dir (a path from the root, "" for the
+// root), or nil.
+func (f *FS) dirAt(dir string) *gofs.Inode {
 	d := f.root.EmbeddedInode()
 	for _, c := range strings.Split(dir, "/") {
 		if c == "" {
 			continue
 		}
 		if d = d.GetChild(c); d == nil {
-			return syscall.ENOENT
+			return nil
 		}
 	}
-	return d.NotifyEntry(name)
+	return d
 }
 
 // Detached is how many forgotten files with work pending are noted.
@@ -77,14 +89,6 @@ func MountedAtIn(info, path string) (string, bool) { return mountedAt([]byte(inf
 // HasChild reports whether the node tree still holds name in the directory
 // dir (a path from the root, "" for the root).
 func (f *FS) HasChild(dir, name string) bool {
-	d := f.root.EmbeddedInode()
-	for _, c := range strings.Split(dir, "/") {
-		if c == "" {
-			continue
-		}
-		if d = d.GetChild(c); d == nil {
-			return false
-		}
-	}
-	return d.GetChild(name) != nil
+	d := f.dirAt(dir)
+	return d != nil && d.GetChild(name) != nil
 }
