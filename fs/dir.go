@@ -47,11 +47,12 @@ type Dir struct {
 	statted, kidsStatted atomic.Bool
 }
 
-// markComplete records that the listing of d gave every name it has
-// (names; nil for a directory made empty here), for the stat TTL.
-func (d *Dir) markComplete(names map[string]uint32) {
+// markComplete records that the listing of d, sent at sent (its first
+// page's), gave every name it has (names; nil for a directory made empty
+// here), for the stat TTL from then.
+func (d *Dir) markComplete(names map[string]uint32, sent time.Time) {
 	d.mu.Lock()
-	d.completeUntil = time.Now().Add(d.fsys.opt.StatTTL)
+	d.completeUntil = sent.Add(d.fsys.opt.StatTTL)
 	d.listed, d.renamed = names, nil
 	d.mu.Unlock()
 }
@@ -233,10 +234,13 @@ func (d *Dir) list(ctx context.Context, l *listing) {
 	// else they wait in f.lazy for a first stat.
 	eager := false
 	// Pages after the first count as sent when the listing began: an
-	// answer the stat cache got since then stays.
+	// answer the stat cache got since then stays. oldest: when the first
+	// page was sent.
 	sent := time.Now()
+	oldest := sent
+	ttl := f.opt.StatTTL
 	page := func(out *transport.ListOutput) error {
-		heads, added = f.absorbPage(out, sent, prefix, names, heads, added[:0])
+		heads, added = f.absorbPage(out, sent, ttl, prefix, names, heads, added[:0])
 		last := out.NextToken == ""
 		if !last {
 			eager = true
@@ -291,7 +295,7 @@ func (d *Dir) list(ctx context.Context, l *listing) {
 				}
 			}
 			if len(names) <= maxCompleteDir {
-				d.markComplete(names)
+				d.markComplete(names, oldest)
 				d.setKids(subdirs(names))
 			}
 		}
@@ -316,9 +320,9 @@ func (d *Dir) list(ctx context.Context, l *listing) {
 	in := transport.ListInput{Prefix: prefix, Delimiter: "/"}
 	if first, at := f.prefetchedPage(ctx, prefix); first != nil {
 		began := sent
-		sent = at
+		sent, oldest, ttl = at, at, f.opt.StatTTL-time.Since(at)
 		page(first)
-		sent = began
+		sent, ttl = began, f.opt.StatTTL
 		if first.NextToken == "" {
 			d.walked()
 			return
@@ -409,7 +413,10 @@ func (l *listing) seekdir(off uint64) syscall.Errno {
 // unchanged), and heads the files whose metadata needs a HEAD. An answer
 // the stat cache got after the page was sent (this mount's own upload,
 // delete or rmdir, a HEAD) is newer than the page and stays.
-func (f *FS) absorbPage(out *transport.ListOutput, sent time.Time, prefix string, names map[string]uint32, heads []headJob, added []string) ([]headJob, []string) {
+//
+// What the page says goes in the stat cache for ttl: the stat TTL, less
+// the time a page prefetched a while ago waited.
+func (f *FS) absorbPage(out *transport.ListOutput, sent time.Time, ttl time.Duration, prefix string, names map[string]uint32, heads []headJob, added []string) ([]headJob, []string) {
 	for _, cp := range out.CommonPrefixes {
 		name := strings.TrimSuffix(strings.TrimPrefix(cp, prefix), "/")
 		if !f.validName(cp, name) {
@@ -424,11 +431,11 @@ func (f *FS) absorbPage(out *transport.ListOutput, sent time.Time, prefix string
 		key := prefix + name
 		// Known now for another TTL (the listing answers lookups).
 		if e, ok := f.stats.fresh(key); ok && e.exists && e.meta.dir {
-			f.stats.put(key, e.meta, true, f.opt.StatTTL)
+			f.stats.put(key, e.meta, true, ttl)
 		} else if ok && e.at.After(sent) && !seen {
 			// (Removed, or made a file, since.)
 		} else {
-			f.stats.put(key, f.dirMeta(f.mountTime), true, f.opt.StatTTL)
+			f.stats.put(key, f.dirMeta(f.mountTime), true, ttl)
 		}
 	}
 	for i := range out.Objects {
@@ -458,13 +465,13 @@ func (f *FS) absorbPage(out *transport.ListOutput, sent time.Time, prefix string
 		listed := f.metaFromListing(o)
 		if e, ok := f.stats.fresh(o.Key); ok && e.exists && !e.meta.dir && e.meta.etag == o.ETag {
 			// Unchanged: what is cached holds for another TTL.
-			f.stats.put(o.Key, e.meta, true, f.opt.StatTTL)
+			f.stats.put(o.Key, e.meta, true, ttl)
 			continue
 		} else if ok && e.at.After(sent) {
 			continue // changed or removed since the page was sent
 		}
 		if f.opt.FastList {
-			f.stats.put(o.Key, listed, true, f.opt.StatTTL)
+			f.stats.put(o.Key, listed, true, ttl)
 			continue
 		}
 		f.stats.forgetIfResolved(o.Key)
@@ -480,7 +487,7 @@ func (f *FS) absorbPage(out *transport.ListOutput, sent time.Time, prefix string
 // that page is the whole listing.
 func (f *FS) WarmRoot(out *transport.ListOutput) {
 	names := map[string]uint32{}
-	heads, _ := f.absorbPage(out, time.Time{}, f.opt.Prefix, names, nil, nil) // (nothing is known yet)
+	heads, _ := f.absorbPage(out, time.Time{}, f.opt.StatTTL, f.opt.Prefix, names, nil, nil) // (nothing is known yet)
 	if out.NextToken != "" {
 		return
 	}
@@ -488,7 +495,7 @@ func (f *FS) WarmRoot(out *transport.ListOutput) {
 		f.lazy.add(heads, f.opt.StatTTL, f.root)
 	}
 	if len(names) <= maxCompleteDir {
-		f.root.markComplete(names)
+		f.root.markComplete(names, time.Now())
 		f.root.setKids(subdirs(names))
 	}
 }

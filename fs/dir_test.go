@@ -778,3 +778,45 @@ func TestRenamedIntoAListedDirectorySurvivesForget(t *testing.T) {
 		t.Fatalf("b/a/x: %q %v", b, err)
 	}
 }
+
+// A listing fetched ahead (during a walk) and used a while later holds for
+// the stat TTL from when it was sent, not from when it was used: a name
+// added in the bucket meanwhile is seen once that TTL has run out.
+func TestPrefetchedListingHoldsFromWhenItWasSent(t *testing.T) {
+	r := newBucket(t)
+	for _, k := range []string{"p/a/1", "p/b/1", "p/c/1"} {
+		r.put(k, []byte("1"), nil)
+	}
+	const ttl = 2 * time.Second
+	r.mount(cfs.Options{StatTTL: ttl, NegativeTTL: 50 * time.Millisecond})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	if _, err := os.ReadDir(m("p")); err != nil {
+		t.Fatal(err)
+	}
+	lists := r.counter.lists.Load()
+	sent := time.Now()
+	// A walk: a, then b; c's listing goes out as b is done.
+	for _, d := range []string{"p/a", "p/b"} {
+		if _, err := os.ReadDir(m(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, time.Second, func() error {
+		if n := r.counter.lists.Load() - lists; n != 3 {
+			return fmt.Errorf("%d LISTs after listing p/a and p/b, want 3 (p/c's fetched ahead)", n)
+		}
+		return nil
+	})
+	time.Sleep(ttl * 3 / 4)
+	if _, err := os.ReadDir(m("p/c")); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.counter.lists.Load() - lists; n != 3 {
+		t.Fatalf("%d LISTs for p/a, p/b and p/c, want 3: p/c's listing fetched ahead was not used", n)
+	}
+	r.put("p/c/new", []byte("n"), nil)
+	time.Sleep(time.Until(sent.Add(ttl + ttl/2)))
+	if _, err := os.Stat(m("p/c/new")); err != nil {
+		t.Errorf("p/c/new, added %v after p/c's listing was sent (TTL %v): %v", time.Since(sent).Round(time.Millisecond), ttl, err)
+	}
+}

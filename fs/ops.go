@@ -110,7 +110,7 @@ func (d *Dir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.Ent
 	out.SetEntryTimeout(f.opt.StatTTL)
 	out.SetAttrTimeout(f.opt.StatTTL)
 	nd := &Dir{fsys: f}
-	nd.markComplete(nil) // made here, empty
+	nd.markComplete(nil, time.Now()) // made here, empty
 	return d.NewInode(ctx, nd, gofs.StableAttr{Mode: syscall.S_IFDIR}), 0
 }
 

@@ -110,7 +110,7 @@ func (f *FS) prefetchListing(prefix string, heads bool) {
 		defer cancel()
 		p.out, p.err = f.bucket.List(ctx, &transport.ListInput{Prefix: prefix, Delimiter: "/"})
 		if p.err == nil && heads && p.out.NextToken == "" && p.gen == f.nsGen.Load() {
-			heads, _ := f.absorbPage(p.out, p.at, prefix, map[string]uint32{}, nil, nil)
+			heads, _ := f.absorbPage(p.out, p.at, f.opt.StatTTL-time.Since(p.at), prefix, map[string]uint32{}, nil, nil)
 			f.startHeads(heads)
 		}
 	}()
