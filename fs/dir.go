@@ -185,7 +185,7 @@ func (d *Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gof
 	if errno != 0 {
 		return nil, errno
 	}
-	ch := d.child(ctx, name, m)
+	ch, m := d.child(ctx, name, m)
 	d.fsys.fillAttr(m, &out.Attr)
 	out.SetEntryTimeout(d.fsys.opt.StatTTL)
 	out.SetAttrTimeout(d.fsys.opt.StatTTL)
@@ -194,27 +194,26 @@ func (d *Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gof
 
 // child returns the inode for name, reusing the existing one when its type
 // still matches.
-func (d *Dir) child(ctx context.Context, name string, m objMeta) *gofs.Inode {
+func (d *Dir) child(ctx context.Context, name string, m objMeta) (*gofs.Inode, objMeta) {
 	if ch := d.GetChild(name); ch != nil {
 		switch n := ch.Operations().(type) {
 		case *Dir:
 			if m.dir {
-				return ch
+				return ch, m
 			}
 		case *File:
 			if !m.dir && n.fileType() == m.fileType() {
-				n.setMeta(m)
-				return ch
+				return ch, n.setMeta(m) // (attributes set here may be newer)
 			}
 		}
 	}
 	if m.dir {
-		return d.NewInode(ctx, &Dir{fsys: d.fsys}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+		return d.NewInode(ctx, &Dir{fsys: d.fsys}, gofs.StableAttr{Mode: syscall.S_IFDIR}), m
 	}
 	f := &File{fsys: d.fsys}
 	f.setMeta(m)
 	f.setKey(d.prefix() + name)
-	return d.NewInode(ctx, f, gofs.StableAttr{Mode: m.fileType()})
+	return d.NewInode(ctx, f, gofs.StableAttr{Mode: m.fileType()}), m
 }
 
 // list pages through d's listing (one page ahead, see transport.ListPages)

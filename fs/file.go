@@ -67,18 +67,25 @@ var (
 	_ = (gofs.NodeOnForgetter)((*File)(nil))
 )
 
-func (n *File) setMeta(m objMeta) {
+// setMeta takes the bucket's attributes m, unless the local copy or
+// attributes set here and not written yet are newer; it returns the
+// attributes the file has.
+func (n *File) setMeta(m objMeta) objMeta {
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	if n.ws != nil || n.metaDirty {
 		// The local copy or attributes are newer than what the bucket says.
-		n.mu.Unlock()
-		return
+		m := n.meta
+		if n.ws != nil {
+			m.size = n.ws.size
+		}
+		return m
 	}
 	if n.meta.etag != m.etag {
 		n.target = ""
 	}
 	n.meta = m
-	n.mu.Unlock()
+	return m
 }
 
 // getMetaWithSize is getMeta with the local copy's size when there is one.
@@ -121,8 +128,7 @@ func (n *File) refresh(ctx context.Context) (objMeta, syscall.Errno) {
 		// kernel looks the name up again.
 		return objMeta{}, syscall.ESTALE
 	}
-	n.setMeta(m)
-	return m, 0
+	return n.setMeta(m), 0
 }
 
 // refreshExact is refresh with the attributes read from the object's

@@ -2264,3 +2264,24 @@ func TestStatusTgid(t *testing.T) {
 		t.Errorf("tgid %d, %v; want 4242", tgid, ok)
 	}
 }
+
+// Attributes set here and not written yet (--meta-delay) are what stat
+// shows after the stat TTL runs out, not the bucket's older ones.
+func TestPendingAttributesOutliveTheStatTTL(t *testing.T) {
+	r := newBucket(t)
+	r.put("f", []byte("x"), nil)
+	r.mount(cfs.Options{StatTTL: 100 * time.Millisecond, MetaDelay: time.Minute})
+	p := filepath.Join(r.mnt, "f")
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("stat after the TTL: %v %v, want mode 0600", st, err)
+	}
+	r.fsys.ForgetEntry("", "f") // (a lookup, not a getattr, answers next)
+	time.Sleep(300 * time.Millisecond)
+	if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("stat after a new lookup: %v %v, want mode 0600", st, err)
+	}
+}
