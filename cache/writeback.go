@@ -3,6 +3,7 @@ package cache
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -554,13 +555,7 @@ func (w *WriteFile) Truncate(oldSize, size int64) error {
 		w.s.release(reserved)
 		return mapDiskErr(err)
 	}
-	before := w.present.total()
-	w.present = w.present.cut(size)
-	freed := before - w.present.total()
-	if w.closed {
-		freed = 0
-	}
-	w.charged -= freed
+	freed := w.subLocked(Range{size, math.MaxInt64 - size}) // (all past the new end)
 	w.discarded = w.discarded.cut(size)
 	w.size = size
 	surplus := reserved
