@@ -2,8 +2,9 @@
 // reads (an LRU of fixed-size blocks bounded in bytes) and write-back files
 // for writes.
 //
-// Lock order: BlockCache.mu guards the LRU, the pending map, the pins and the
-// free buffers; it is never held while a block is fetched.
+// Lock order: BlockCache.mu guards the LRU, the pending map and the free
+// buffers; it is never held while a block is fetched. A block's references
+// are counted atomically, so that a reader lets go of one without it.
 package cache
 
 import (
@@ -31,8 +32,10 @@ type Fetcher func(ctx context.Context, key, etag string, off, length int64) (io.
 // block is one buffer of the cache. Its bytes are reused for another block
 // once it is neither in the LRU nor pinned by a reader.
 type block struct {
-	data   []byte
-	pins   int  // readers holding it (under BlockCache.mu)
+	data []byte
+	// refs counts the readers holding the block, and one more while it is
+	// in the LRU: whoever drops the last gives the buffer back.
+	refs   atomic.Int32
 	cached bool // in the LRU (under BlockCache.mu)
 	// spent: read through by a sequential reader and not asked for since;
 	// evicted before the LRU's oldest (under BlockCache.mu).
@@ -62,11 +65,14 @@ type Ref struct {
 // Data is the block's bytes; they must not be modified.
 func (r Ref) Data() []byte { return r.b.data }
 
-// Release unpins the block.
+// Release unpins the block. It takes the cache's lock only when it lets go
+// of the last reference to a block the LRU dropped.
 func (r Ref) Release() {
-	r.c.mu.Lock()
-	r.c.unpinLocked(r.b)
-	r.c.mu.Unlock()
+	if r.b.refs.Add(-1) == 0 {
+		r.c.mu.Lock()
+		r.c.putLocked(r.b.data)
+		r.c.mu.Unlock()
+	}
 }
 
 // BlockCache is an LRU of fixed-size blocks, bounded in bytes: the buffers
@@ -95,8 +101,10 @@ type BlockCache struct {
 	free    [][]byte // buffers ready for reuse
 	// spent lists the blocks marked Spent, oldest first, from spentAt on;
 	// entries whose block was evicted or asked for again are skipped.
-	spent     []BlockKey
-	spentAt   int
+	spent   []BlockKey
+	spentAt int
+	// nspent counts the cached blocks marked spent.
+	nspent    int
 	allocated int    // buffers alive: cached, pending, pinned or free
 	arena     *arena // where buffers come from and go back to
 
@@ -201,11 +209,19 @@ func (c *BlockCache) Spent(refs ...Ref) {
 	for _, r := range refs {
 		if r.b.cached && !r.b.spent {
 			r.b.spent = true
+			c.nspent++
 			c.spent = append(c.spent, r.k)
 		}
 	}
 	if n := len(c.spent) - c.spentAt; n > c.slots {
-		c.spentAt = len(c.spent) - c.slots // the oldest go; their blocks are left to the LRU
+		// The oldest go; their blocks are left to the LRU.
+		for _, k := range c.spent[c.spentAt : len(c.spent)-c.slots] {
+			if b, ok := c.lru.Peek(k); ok && b.spent {
+				b.spent = false
+				c.nspent--
+			}
+		}
+		c.spentAt = len(c.spent) - c.slots
 	}
 	if c.spentAt > len(c.spent)/2 {
 		c.spent = c.spent[:copy(c.spent, c.spent[c.spentAt:])]
@@ -231,14 +247,15 @@ func (c *BlockCache) evictSpentLocked() bool {
 // evicted runs under c.mu when the LRU drops a block.
 func (c *BlockCache) evicted(_ BlockKey, b *block) {
 	b.cached = false
-	if b.pins == 0 {
-		c.putLocked(b.data)
+	if b.spent {
+		b.spent = false
+		c.nspent--
 	}
+	c.unpinLocked(b) // the LRU's reference
 }
 
 func (c *BlockCache) unpinLocked(b *block) {
-	b.pins--
-	if b.pins == 0 && !b.cached {
+	if b.refs.Add(-1) == 0 {
 		c.putLocked(b.data)
 	}
 }
@@ -263,6 +280,12 @@ func (c *BlockCache) putLocked(buf []byte) {
 // all of it (each fresh page costs a fault and zeroing, many times a reused
 // one on a virtual machine). Below half, what a reader read through stays
 // for a while (a short file read again, blocks read again with O_DIRECT).
+// Once the cache is full, spent blocks go first only while they hold more
+// than half of it: a sequential read then takes the place of the least
+// recently used blocks up to half the cache, and recycles its own beyond
+// that, so that it neither flushes the whole cache nor drops at once the
+// blocks it just read (a region read through, then read again at random
+// with O_DIRECT, stays cached).
 func (c *BlockCache) getLocked() []byte {
 	for {
 		if n := len(c.free); n > 0 {
@@ -271,7 +294,7 @@ func (c *BlockCache) getLocked() []byte {
 			return buf
 		}
 		// Either frees its buffer unless a reader holds it.
-		if c.allocated >= c.slots/2 && c.evictSpentLocked() {
+		if c.allocated >= c.slots/2 && (c.allocated < c.slots || c.nspent > c.slots/2) && c.evictSpentLocked() {
 			continue
 		}
 		if c.allocated < c.slots || c.lru.Len() == 0 {
@@ -294,8 +317,11 @@ func (c *BlockCache) Block(ctx context.Context, k BlockKey, objSize int64) (Ref,
 		if b, ok := c.lru.Get(k); ok && int64(len(b.data)) != want {
 			c.lru.Remove(k) // its buffer goes back when its readers let go
 		} else if ok {
-			b.pins++
-			b.spent = false
+			b.refs.Add(1)
+			if b.spent {
+				b.spent = false
+				c.nspent--
+			}
 			c.mu.Unlock()
 			c.hits.Add(1)
 			return Ref{c, b, k}, nil
@@ -402,8 +428,9 @@ func (c *BlockCache) fetchRun(first BlockKey, n int, objSize int64, run []*pendi
 		p := run[i]
 		c.mu.Lock()
 		if err == nil {
-			b := &block{data: buf, pins: p.waiters, cached: true}
-			c.lru.Remove(k) // never two buffers under one key
+			b := &block{data: buf, cached: true}
+			b.refs.Store(int32(p.waiters) + 1) // its waiters and the LRU
+			c.lru.Remove(k)                    // never two buffers under one key
 			c.lru.Add(k, b)
 			p.blk = b
 		} else {

@@ -342,8 +342,9 @@ func TestWriteFileFillNeverOverwritesWrites(t *testing.T) {
 	}
 }
 
-// Blocks a sequential reader has read through are evicted before older
-// blocks, oldest spent first; a spent block asked for again is kept by LRU
+// In a full cache, blocks a sequential reader has read through are evicted
+// before older blocks, oldest spent first, while they hold more than half of
+// it; then the LRU's oldest go. A spent block asked for again is kept by LRU
 // order like any other.
 func TestBlockCacheEvictsSpentBlocksFirst(t *testing.T) {
 	const bs = 1 << 10
@@ -374,20 +375,61 @@ func TestBlockCacheEvictsSpentBlocksFirst(t *testing.T) {
 	for i := int64(0); i < 4; i++ {
 		get(i).Release()
 	}
-	r2, r3 := get(2), get(3)
+	r1, r2, r3 := get(1), get(2), get(3)
 	c.Spent(r3, r2)
+	c.Spent(r1)
+	r1.Release()
 	r2.Release()
 	r3.Release()
 	get(4).Release()
-	cached(0, 1, 2, 4) // 3, spent first, went; 0 is the LRU's oldest
+	cached(0, 1, 2, 4) // 3, the oldest of three spent, went
 	get(5).Release()
-	cached(0, 1, 4, 5)
-	r1 := get(1)
-	c.Spent(r1)
-	r1.Release()
-	get(1).Release() // asked for again: no longer spent
+	cached(1, 2, 4, 5) // two of four spent: 0, the LRU's oldest, went
+	get(2).Release()   // asked for again: no longer spent
 	get(6).Release()
-	cached(1, 4, 5, 6)
+	cached(2, 4, 5, 6) // 1 is the LRU's oldest
+	r4, r5, r6 := get(4), get(5), get(6)
+	c.Spent(r6, r4, r5)
+	r4.Release()
+	r5.Release()
+	r6.Release()
+	get(7).Release()
+	cached(2, 4, 5, 7) // 6, the oldest of three spent, went, not 2
+}
+
+// A sequential read of a region in a full cache takes the place of the
+// least recently used blocks rather than its own: the region read again at
+// random (with O_DIRECT, past the page cache) is served from memory.
+func TestBlockCacheKeepsRegionReadThroughInFullCache(t *testing.T) {
+	const bs = 1 << 10
+	data := make([]byte, 64*bs)
+	c := memCache(t, data, bs, 32)
+	ctx := context.Background()
+	size := int64(len(data))
+	read := func(etag string, i int64, spend bool) {
+		t.Helper()
+		r, err := c.Block(ctx, BlockKey{"k", etag, i}, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if spend {
+			c.Spent(r)
+		}
+		r.Release()
+	}
+	for i := int64(0); i < 32; i++ {
+		read("old", i, false) // fills the cache
+	}
+	for i := int64(0); i < 12; i++ {
+		read("e", i, true)
+	}
+	_, _, fetched := c.Stats()
+	for i := int64(0); i < 12; i++ {
+		read("e", 11-i, false)
+	}
+	if _, _, f := c.Stats(); f != fetched {
+		t.Errorf("reading the region again fetched %d blocks, want none", f-fetched)
+	}
 }
 
 // Past half the bound, a spent block's buffer is reused before the cache
@@ -603,5 +645,78 @@ func TestFailedWriteKeepsWhatWasHeld(t *testing.T) {
 	}
 	if s.Used() != 10 {
 		t.Fatalf("used %d, want the 10 bytes held", s.Used())
+	}
+}
+
+// Whatever the order of reads, spent marks, releases and invalidations,
+// the count of spent blocks matches the blocks marked, every buffer is
+// accounted for, and a pinned block keeps its bytes.
+func TestBlockCacheBookkeepingUnderRandomOps(t *testing.T) {
+	const bs = 1 << 10
+	data := make([]byte, 40*bs)
+	for i := range data {
+		data[i] = byte(i / bs)
+	}
+	c := memCache(t, data, bs, 8)
+	ctx := context.Background()
+	size := int64(len(data))
+	seed := uint64(time.Now().UnixNano())
+	next := func(n int) int {
+		seed ^= seed << 13
+		seed ^= seed >> 7
+		seed ^= seed << 17
+		return int(seed % uint64(n))
+	}
+	var held []Ref
+	check := func(step int) {
+		t.Helper()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		n := 0
+		for _, k := range c.lru.Keys() {
+			b, _ := c.lru.Peek(k)
+			if b.spent {
+				n++
+			}
+			if !b.cached || b.refs.Load() < 1 {
+				t.Fatalf("step %d: cached block %v with cached=%v refs=%d", step, k, b.cached, b.refs.Load())
+			}
+		}
+		if n != c.nspent {
+			t.Fatalf("step %d: %d blocks spent, counted %d", step, n, c.nspent)
+		}
+		if c.allocated > c.slots+len(held) {
+			t.Fatalf("step %d: %d buffers for %d slots and %d pins", step, c.allocated, c.slots, len(held))
+		}
+	}
+	for step := range 5000 {
+		switch op := next(10); {
+		case op < 5 && len(held) < 12:
+			i := int64(next(40))
+			r, err := c.Block(ctx, BlockKey{"k", "e", i}, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, r)
+		case op < 7 && len(held) > 0:
+			c.Spent(held[next(len(held))])
+		case op < 9 && len(held) > 0, len(held) >= 12:
+			j := next(len(held))
+			r := held[j]
+			if got := r.Data()[0]; got != byte(r.k.Index) {
+				t.Fatalf("step %d: pinned block %d holds block %d's bytes", step, r.k.Index, got)
+			}
+			r.Release()
+			held = append(held[:j], held[j+1:]...)
+		case op == 9 && next(20) == 0:
+			c.Invalidate("k")
+		}
+		check(step)
+	}
+	for _, r := range held {
+		r.Release()
+	}
+	if a, allowed := c.Buffers(); a > allowed {
+		t.Errorf("%d buffers alive after every pin went, bound %d", a, allowed)
 	}
 }
