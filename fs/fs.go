@@ -199,7 +199,8 @@ type FS struct {
 	loggedKeys map[string]bool
 
 	hiddenMu sync.Mutex
-	hidden   map[string]*File // unlinked keys whose object waits for the last close of this file
+	hidden   map[string]*File          // unlinked keys whose object waits for the last close of this file
+	deleting map[string]*pendingDelete // old names of renamed files (deferred.go)
 
 	mountIDs atomic.Pointer[[]int] // this mount's ids in mountinfo (see Mounted)
 	noFdinfo atomic.Bool           // /proc/TID/fdinfo unreadable as expected
@@ -235,17 +236,20 @@ func New(ctx context.Context, b Bucket, up Uploads, cp Copies, opt Options) (*FS
 		ctx:        ctx,
 		opt:        opt,
 		bucket:     b,
-		up:         up,
-		copier:     cp,
 		store:      store,
 		unlockDir:  unlock,
 		hidden:     map[string]*File{},
+		deleting:   map[string]*pendingDelete{},
 		failed:     map[*File]bool{},
 		stats:      newStatCache(200000),
 		mountTime:  time.Now(),
 		log:        opt.Logger,
 		loggedKeys: map[string]bool{},
 	}
+	// Objects are made through the fences of deferred.go.
+	f.bucket = fencedBucket{b, f}
+	f.up = fencedUploads{up, f}
+	f.copier = fencedCopies{cp, f}
 	bc, err := cache.NewBlockCache(f.fetchRange, cache.BlockCacheOptions{
 		BlockSize:  opt.BlockSize,
 		MaxBytes:   opt.ReadCacheSize,
@@ -341,9 +345,8 @@ func (f *FS) warnOnce(key, msg string) {
 	}
 }
 
-// hide makes key invisible to lookups and listings until unhide.
-// hide keeps key out of the mount while n, unlinked but open, still reads
-// its object.
+// hide keeps key out of lookups and listings, until unhide, while n,
+// unlinked but open, still reads its object.
 func (f *FS) hide(key string, n *File) {
 	f.hiddenMu.Lock()
 	f.hidden[key] = n
@@ -376,7 +379,7 @@ func (f *FS) unhideBy(key string, n *File) {
 func (f *FS) isHidden(key string) bool {
 	f.hiddenMu.Lock()
 	defer f.hiddenMu.Unlock()
-	return f.hidden[key] != nil
+	return f.hidden[key] != nil || f.deleting[key] != nil
 }
 
 // stat resolves the name at key: from the cache, or with HEAD key and LIST

@@ -159,6 +159,9 @@ func hasPendingFiles(dir *gofs.Inode) bool {
 
 // dirEmpty reports whether nothing but the marker lies under prefix.
 func (f *FS) dirEmpty(ctx context.Context, prefix string) (bool, syscall.Errno) {
+	if err := f.awaitDeletesUnder(ctx, prefix); err != nil {
+		return false, f.errno("list", prefix, err)
+	}
 	out, err := f.bucket.List(ctx, &transport.ListInput{Prefix: prefix, MaxKeys: 2})
 	if err != nil {
 		return false, f.errno("list", prefix, err)
@@ -489,8 +492,13 @@ func (n *File) rename(ctx context.Context, src, dst string, dstHolds *string) sy
 	}
 	n.setKey(dst)
 	n.mu.Lock()
+	released := false
 	if keepSrc {
-		n.deletes = append(n.deletes, objectVersion{src, m.etag})
+		if n.opens > 0 {
+			n.deletes = append(n.deletes, objectVersion{src, m.etag})
+		} else {
+			released = true
+		}
 	}
 	if n.ws != nil && n.ws.base.etag == n.meta.etag {
 		n.ws.base.etag, n.ws.baseKey = etag, dst
@@ -500,6 +508,13 @@ func (n *File) rename(ctx context.Context, src, dst string, dstHolds *string) sy
 	}
 	n.meta.etag = etag
 	n.mu.Unlock()
+	if released {
+		// The last close came during the copy (the kernel sends it after
+		// close has returned, so often after a rename that follows at
+		// once): no release will delete the old name.
+		f.deleteLater(src)
+		f.unhideBy(src, n)
+	}
 	return 0
 }
 
@@ -519,9 +534,7 @@ func (f *FS) moveObject(ctx context.Context, src, dst string, m objMeta, meta ma
 		return "", f.errno("rename", src, err)
 	}
 	if !keepSrc {
-		if err := f.bucket.Delete(ctx, src); err != nil {
-			return "", f.errno("rename", src, err)
-		}
+		f.deleteLater(src)
 	}
 	f.stats.put(src, objMeta{}, false, f.opt.NegativeTTL)
 	if m.fromListing || m.etag == "" {
@@ -642,6 +655,9 @@ func (d *Dir) childFile(name string) *File {
 // as the listing's pages come in, then, once every copy is made, the
 // originals deleted in batches.
 func (f *FS) renameDir(ctx context.Context, src, dst string) syscall.Errno {
+	if err := f.awaitDeletesUnder(ctx, src); err != nil {
+		return f.errno("rename", src, err)
+	}
 	var keys []transport.ObjectInfo
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(f.opt.RenameParallel)

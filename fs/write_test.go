@@ -1286,6 +1286,13 @@ func TestRsyncPatternCostsOneUploadAndOneCopy(t *testing.T) {
 	if err != nil || st.Size() != 13 || !st.ModTime().Equal(mt) || st.Mode().Perm() != 0o600 {
 		t.Fatalf("renamed file through the mount: %v %v", st, err)
 	}
+	// The old name's DELETE goes after the rename returned.
+	eventually(t, 10*time.Second, func() error {
+		if n := r.client.Stats()["DELETE"] - before["DELETE"]; n == 0 {
+			return errors.New("no DELETE of the old name yet")
+		}
+		return nil
+	})
 	after := r.client.Stats()
 	for _, op := range []string{"PUT", "COPY", "DELETE", "HEAD", "LIST"} {
 		want := int64(0)

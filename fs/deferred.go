@@ -1,0 +1,144 @@
+package fs
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"cosmount/transport"
+)
+
+// A rename copies the object to its new name and then deletes the old one.
+// The delete runs after the rename has returned: a program that renames
+// many files one after the other (rsync, which writes each file under a
+// temporary name) waits for one round trip less per file. Until the delete
+// is done the old name is hidden from lookups and listings, and every
+// request that would make an object under it (a PUT, a multipart upload, a
+// copy) waits for it first, so that the delete can never take an object
+// made through this mount after the rename. A directory emptied or renamed
+// waits for the deletes under it. The unmount waits for them all.
+
+// pendingDelete is the deferred delete of one key; done closes when it is
+// over, whether it succeeded or not.
+type pendingDelete struct{ done chan struct{} }
+
+// deleteLater deletes key in the background (see above).
+func (f *FS) deleteLater(key string) {
+	p := &pendingDelete{done: make(chan struct{})}
+	f.hiddenMu.Lock()
+	prev := f.deleting[key]
+	f.deleting[key] = p
+	f.hiddenMu.Unlock()
+	f.bg.Add(1)
+	go func() {
+		defer f.bg.Done()
+		defer close(p.done)
+		if prev != nil {
+			<-prev.done
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := f.bucket.Delete(ctx, key)
+		cancel()
+		if err != nil {
+			f.log.Warn("deleting the old name of a renamed file failed; the object stays under it", "key", key, "err", err)
+		}
+		// Listings sent before now may still hold the key: a negative
+		// entry learned now makes them skip it (see absorbPage).
+		if e, ok := f.stats.fresh(key); !ok || !e.exists {
+			f.stats.put(key, objMeta{}, false, f.opt.NegativeTTL)
+		}
+		f.namespaceChanged()
+		f.hiddenMu.Lock()
+		if f.deleting[key] == p {
+			delete(f.deleting, key)
+		}
+		f.hiddenMu.Unlock()
+	}()
+}
+
+// awaitDelete waits until no delete of key is pending.
+func (f *FS) awaitDelete(ctx context.Context, key string) error {
+	for {
+		f.hiddenMu.Lock()
+		p := f.deleting[key]
+		f.hiddenMu.Unlock()
+		if p == nil {
+			return nil
+		}
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// awaitDeletesUnder waits until no delete of a key under prefix is
+// pending.
+func (f *FS) awaitDeletesUnder(ctx context.Context, prefix string) error {
+	for {
+		var p *pendingDelete
+		f.hiddenMu.Lock()
+		for k, d := range f.deleting {
+			if strings.HasPrefix(k, prefix) {
+				p = d
+				break
+			}
+		}
+		f.hiddenMu.Unlock()
+		if p == nil {
+			return nil
+		}
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// fencedBucket, fencedUploads and fencedCopies are the bucket as the
+// filesystem uses it: a request that makes an object waits for a pending
+// delete of its key.
+type fencedBucket struct {
+	Bucket
+	f *FS
+}
+
+func (b fencedBucket) Put(ctx context.Context, in *transport.PutInput) (*transport.PutOutput, error) {
+	if err := b.f.awaitDelete(ctx, in.Key); err != nil {
+		return nil, err
+	}
+	return b.Bucket.Put(ctx, in)
+}
+
+type fencedUploads struct {
+	Uploads
+	f *FS
+}
+
+func (u fencedUploads) Begin(ctx context.Context, key, contentType string, meta map[string]string) (*transport.MultipartWriter, error) {
+	if err := u.f.awaitDelete(ctx, key); err != nil {
+		return nil, err
+	}
+	return u.Uploads.Begin(ctx, key, contentType, meta)
+}
+
+func (u fencedUploads) Resume(ctx context.Context, key, uploadID string) (*transport.MultipartWriter, error) {
+	if err := u.f.awaitDelete(ctx, key); err != nil {
+		return nil, err
+	}
+	return u.Uploads.Resume(ctx, key, uploadID)
+}
+
+type fencedCopies struct {
+	Copies
+	f *FS
+}
+
+func (c fencedCopies) Copy(ctx context.Context, in *transport.CopyObjectInput) (*transport.CopyOutput, error) {
+	if err := c.f.awaitDelete(ctx, in.DstKey); err != nil {
+		return nil, err
+	}
+	return c.Copies.Copy(ctx, in)
+}

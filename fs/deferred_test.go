@@ -1,0 +1,183 @@
+package fs_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	cfs "cosmount/fs"
+	"cosmount/transport"
+)
+
+// gatedDeleteBucket holds the DELETEs of one key until release is closed;
+// started is closed when the first arrives.
+type gatedDeleteBucket struct {
+	cfs.Bucket
+	key     string
+	started chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func newGatedDelete(b cfs.Bucket, key string) *gatedDeleteBucket {
+	return &gatedDeleteBucket{Bucket: b, key: key, started: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (b *gatedDeleteBucket) Delete(ctx context.Context, key string) error {
+	if key == b.key {
+		b.once.Do(func() { close(b.started) })
+		select {
+		case <-b.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return b.Bucket.Delete(ctx, key)
+}
+
+// A rename returns before the old name's object is deleted; until it is,
+// the old name is gone from lookups and listings, and a file made under
+// it waits for the delete before its upload, so that the delete cannot
+// take it.
+func TestRenameDeletesTheOldNameAfterReturning(t *testing.T) {
+	r := newBucket(t)
+	old := []byte("the file as rsync wrote it under its temporary name")
+	r.put(".f.tmp", old, nil)
+	gate := newGatedDelete(r.counter, ".f.tmp")
+	r.bucketOverride = gate
+	r.mount(cfs.Options{})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	if err := os.Rename(m(".f.tmp"), m("f")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-gate.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no DELETE of the old name was sent")
+	}
+	ctx := context.Background()
+	if _, err := r.client.Head(ctx, &transport.HeadInput{Key: ".f.tmp"}); err != nil {
+		t.Fatalf("the old object before its delete: %v", err)
+	}
+	if _, err := os.Stat(m(".f.tmp")); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("stat of the old name while its delete is pending: %v, want ENOENT", err)
+	}
+	ents, err := os.ReadDir(r.mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if len(names) != 1 || names[0] != "f" {
+		t.Errorf("listing while the delete is pending: %q, want [f]", names)
+	}
+	if got, err := os.ReadFile(m("f")); err != nil || !bytes.Equal(got, old) {
+		t.Errorf("read of the new name: %q, %v", got, err)
+	}
+	// A new file under the old name: its upload waits for the delete.
+	fresh := []byte("a new file under the old name")
+	wrote := make(chan error, 1)
+	go func() { wrote <- os.WriteFile(m(".f.tmp"), fresh, 0o644) }()
+	time.Sleep(100 * time.Millisecond)
+	close(gate.release)
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if err := r.unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.object(".f.tmp"); !bytes.Equal(got, fresh) {
+		t.Errorf("the old name after the delete and the new file: %q, want %q", got, fresh)
+	}
+	if got, _ := r.object("f"); !bytes.Equal(got, old) {
+		t.Errorf("the new name: %q, want %q", got, old)
+	}
+}
+
+// rmdir of a directory whose last file was just renamed out of it waits
+// for that file's delete instead of finding the directory not empty.
+func TestRmdirAfterRenamingItsLastFileOut(t *testing.T) {
+	r := newBucket(t)
+	r.put("d/", nil, nil)
+	r.put("d/a", []byte("a"), nil)
+	gate := newGatedDelete(r.counter, "d/a")
+	r.bucketOverride = gate
+	r.mount(cfs.Options{})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	if err := os.Rename(m("d/a"), m("a")); err != nil {
+		t.Fatal(err)
+	}
+	<-gate.started
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		close(gate.release)
+	}()
+	if err := os.Remove(m("d")); err != nil {
+		t.Fatalf("rmdir of the emptied directory: %v", err)
+	}
+	if _, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "d/a"}); !errors.Is(err, transport.ErrNotFound) {
+		t.Errorf("d/a after the rmdir: %v, want not found", err)
+	}
+}
+
+// heldCopies holds copy requests until release is closed; arrived is
+// closed when the first comes.
+type heldCopies struct {
+	next    http.RoundTripper
+	arrived chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (rt *heldCopies) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Header.Get("X-Amz-Copy-Source") != "" {
+		rt.once.Do(func() { close(rt.arrived) })
+		<-rt.release
+	}
+	return rt.next.RoundTrip(req)
+}
+
+// A file renamed while open keeps its old object for its readers until the
+// last close; when that close comes during the rename's copy (the kernel
+// sends it after close has returned, so often after a rename that follows
+// at once, as rsync's), the rename deletes the old name itself.
+func TestRenameWhoseLastCloseComesDuringTheCopyDeletesTheOldName(t *testing.T) {
+	rt := &heldCopies{arrived: make(chan struct{}), release: make(chan struct{})}
+	r := newBucketThrough(t, func(next http.RoundTripper) http.RoundTripper { rt.next = next; return rt })
+	r.put("d/.f.tmp", []byte("payload"), nil)
+	r.mount(cfs.Options{})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	f, err := os.Open(m("d/.f.tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	renamed := make(chan error, 1)
+	go func() { renamed <- os.Rename(m("d/.f.tmp"), m("d/f")) }()
+	<-rt.arrived
+	f.Close()
+	time.Sleep(200 * time.Millisecond) // the kernel's release
+	close(rt.release)
+	if err := <-renamed; err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	eventually(t, 10*time.Second, func() error {
+		if _, err := r.client.Head(ctx, &transport.HeadInput{Key: "d/.f.tmp"}); !errors.Is(err, transport.ErrNotFound) {
+			return fmt.Errorf("the old name after the rename and the last close: %v, want not found", err)
+		}
+		return nil
+	})
+	if got, _ := r.object("d/f"); string(got) != "payload" {
+		t.Errorf("the new name: %q", got)
+	}
+}
