@@ -500,18 +500,24 @@ group_meta() {
 
 # 5 and 6: small files and an archive into the mount.
 group_small() {
-	local fs=$1 run=$2 mnt=$WORK/mnt-$1 n
+	local fs=$1 run=$2 mnt=$WORK/mnt-$1 n synced=
 	mount_fs "$fs" "$mnt" || { fail_group "$fs" "$run" s "mount failed" cp-r rsync1 rsync2 tar; return; }
 	measure "$fs" cp-r "$run" time 0 "cp -r $SMALL_SRC $mnt/cp$run" || true
 	# The second rsync finds nothing to do only after a whole first one.
 	if ! measure "$fs" rsync1 "$run" time 0 "rsync -a $SMALL_SRC/ $mnt/rs$run/"; then
 		emit "$fs" rsync2 "$run" 0 s "skipped: the first rsync did not finish"
-	elif measure "$fs" rsync2 "$run" time 0 "rsync -a --stats $SMALL_SRC/ $mnt/rs$run/"; then
+	elif synced=1 && measure "$fs" rsync2 "$run" time 0 "rsync -a --stats $SMALL_SRC/ $mnt/rs$run/"; then
 		n=$(awk -F: '/Number of regular files transferred/ { gsub(/[ ,]/, "", $2); print $2 }' "$CMD_OUT")
 		emit "$fs" rsync2-files "$run" "${n:-0}" files
 	fi
 	measure "$fs" tar "$run" time 0 "mkdir -p $mnt/tar$run && tar -xf $TAR_FILE -C $mnt/tar$run" || true
 	umount_fs "$mnt"
+	# rsync writes each file under a temporary ".name.XXXXXX" and renames
+	# it: after the unmount, none may be left in the bucket.
+	if [ -n "$synced" ] && n=$(AWS_ACCESS_KEY_ID=$VGW_ACCESS AWS_SECRET_ACCESS_KEY=$VGW_SECRET \
+		"$HB/rawclient" count -endpoint "$VGW_ENDPOINT" -bucket "$BUCKET" -prefix "rs$run/" 2>>"$LOGS/rawclient.log"); then
+		emit "$fs" rsync1-left "$run" "${n#* }" files
+	fi
 }
 
 # runs_of GROUP: how many runs a group gets. The full run keeps 3 (--runs)

@@ -105,7 +105,7 @@ func (c *common) emit(workload string, run int, value float64, unit string, err 
 func main() {
 	log.SetFlags(0)
 	if len(os.Args) < 2 {
-		log.Fatal("usage: rawclient populate|ceiling|putdir|wait [flags]")
+		log.Fatal("usage: rawclient populate|ceiling|putdir|wait|count [flags]")
 	}
 	var err error
 	switch os.Args[1] {
@@ -117,6 +117,8 @@ func main() {
 		err = wait(os.Args[2:])
 	case "putdir":
 		err = putdir(os.Args[2:])
+	case "count":
+		err = count(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}

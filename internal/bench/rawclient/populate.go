@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"path"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -103,4 +105,32 @@ func wait(args []string) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// count prints how many objects lie under a prefix, and how many of them
+// have a base name starting with "." (temporary files a copy tool renames
+// when it is done: any left means a rename lost its delete).
+func count(args []string) error {
+	var c common
+	var prefix string
+	fl := flag.NewFlagSet("count", flag.ExitOnError)
+	c.register(fl)
+	fl.StringVar(&prefix, "prefix", "", "key prefix")
+	_ = fl.Parse(args)
+	cl := c.client()
+	var n, dot int
+	err := transport.ListPages(context.Background(), cl, transport.ListInput{Prefix: prefix}, func(out *transport.ListOutput) error {
+		for _, o := range out.Objects {
+			n++
+			if strings.HasPrefix(path.Base(o.Key), ".") {
+				dot++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Println(n, dot)
+	return nil
 }

@@ -31,6 +31,7 @@ var rows = []row{
 	{id: "du", label: "4 du -s of the tree, right after find", lowerBetter: true, raw: "find"},
 	{id: "cp-r", label: "5 cp -r of small files into the mount", lowerBetter: true, raw: "cp-r"},
 	{id: "rsync1", label: "5 rsync -a of the same tree, first", lowerBetter: true},
+	{id: "rsync1-left", label: "5 temporary files the first rsync left in the bucket", lowerBetter: true},
 	{id: "rsync2", label: "5 rsync -a again, nothing changed", lowerBetter: true},
 	{id: "rsync2-files", label: "5 files the second rsync transferred", lowerBetter: true},
 	{id: "tar", label: "6 tar -xf of the mixed archive", lowerBetter: true, raw: "tar"},

@@ -84,7 +84,7 @@ func renderProfile(b *strings.Builder, p string, stats map[key]*stat, reqs map[k
 	}
 	b.WriteString("\n")
 	for _, r := range rows {
-		if !anyFigure(stats, p, r) || strings.HasPrefix(r.id, "rss-") || r.id == "cache-disk" || r.id == "rsync2-files" {
+		if !anyFigure(stats, p, r) || strings.HasPrefix(r.id, "rss-") || r.id == "cache-disk" || r.id == "rsync2-files" || r.id == "rsync1-left" {
 			continue
 		}
 		ceil := ceilingOf(stats, p, r)
