@@ -331,7 +331,7 @@ func (c *BlockCache) Block(ctx context.Context, k BlockKey, objSize int64) (Ref,
 			p = &pendingBlock{done: make(chan struct{})}
 			c.pending[k] = p
 			c.misses.Add(1)
-			go c.fetchRun(k, 1, objSize, []*pendingBlock{p})
+			go c.fetchRun(k, 1, objSize, []*pendingBlock{p}, nil)
 		}
 		p.waiters++
 		c.mu.Unlock()
@@ -368,18 +368,20 @@ func (c *BlockCache) Block(ctx context.Context, k BlockKey, objSize int64) (Ref,
 // Prefetch starts fetching up to n blocks from k on, with one request for
 // the run of those that are neither cached nor being fetched. It never
 // blocks: when too many readahead runs are queued, the blocks are left for
-// the reader, and Prefetch reports false.
-func (c *BlockCache) Prefetch(k BlockKey, n int, objSize int64) bool {
-	return c.startRun(k, n, objSize, true)
+// the reader, and Prefetch reports false. A run still waiting for a request
+// slot when stop is set (the reader it was for went away) is dropped: its
+// blocks are left to whoever asks for them. stop may be nil.
+func (c *BlockCache) Prefetch(k BlockKey, n int, objSize int64, stop *atomic.Bool) bool {
+	return c.startRun(k, n, objSize, stop, true)
 }
 
 // Fetch starts fetching up to n blocks from k on like Prefetch, for a reader
 // that needs them now: it is never dropped, only queued behind the requests
 // in flight.
-func (c *BlockCache) Fetch(k BlockKey, n int, objSize int64) { c.startRun(k, n, objSize, false) }
+func (c *BlockCache) Fetch(k BlockKey, n int, objSize int64) { c.startRun(k, n, objSize, nil, false) }
 
 // startRun reports false when a speculative run was dropped.
-func (c *BlockCache) startRun(k BlockKey, n int, objSize int64, speculative bool) bool {
+func (c *BlockCache) startRun(k BlockKey, n int, objSize int64, stop *atomic.Bool, speculative bool) bool {
 	nblocks := (objSize + c.blockSize - 1) / c.blockSize
 	c.mu.Lock()
 	// Skip the blocks already there, then take the consecutive run of
@@ -415,14 +417,19 @@ func (c *BlockCache) startRun(k BlockKey, n int, objSize int64, speculative bool
 		if speculative {
 			defer func() { <-c.pf }()
 		}
-		c.fetchRun(k, len(run), objSize, run)
+		c.fetchRun(k, len(run), objSize, run, stop)
 	}()
 	return true
 }
 
+// errDropped fails the blocks of a readahead run whose reader went away
+// before it was sent; a reader waiting for one fetches it on its own.
+var errDropped = errors.New("readahead dropped: its reader went away")
+
 // fetchRun fetches blocks first..first+n-1 with one request, publishing each
-// block as soon as its bytes are in.
-func (c *BlockCache) fetchRun(first BlockKey, n int, objSize int64, run []*pendingBlock) {
+// block as soon as its bytes are in. A run whose stop is set by the time it
+// gets a request slot is dropped.
+func (c *BlockCache) fetchRun(first BlockKey, n int, objSize int64, run []*pendingBlock, stop *atomic.Bool) {
 	finish := func(i int, buf []byte, err error) {
 		k := BlockKey{first.Key, first.ETag, first.Index + int64(i)}
 		p := run[i]
@@ -463,6 +470,10 @@ func (c *BlockCache) fetchRun(first BlockKey, n int, objSize int64, run []*pendi
 		return
 	}
 	defer func() { <-c.sem }()
+	if stop != nil && stop.Load() {
+		fail(errDropped)
+		return
+	}
 	off := first.Index * c.blockSize
 	if off >= objSize || off < 0 {
 		fail(fmt.Errorf("block %d is beyond the object's %d bytes", first.Index, objSize))

@@ -111,7 +111,7 @@ func TestBlockCachePinsAndReusesBuffers(t *testing.T) {
 			defer wg.Done()
 			for i := int64(g); i < nblocks; i += 4 {
 				if i%16 == 0 {
-					c.Prefetch(BlockKey{"k", "e", i}, 8, size)
+					c.Prefetch(BlockKey{"k", "e", i}, 8, size, nil)
 				}
 				r, err := c.Block(ctx, BlockKey{"k", "e", i}, size)
 				if err != nil {
@@ -222,7 +222,7 @@ func TestBlockCachePrefetchIsOneRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	size := int64(len(data))
-	c.Prefetch(BlockKey{"k", "e", 4}, 8, size)
+	c.Prefetch(BlockKey{"k", "e", 4}, 8, size, nil)
 	for i := int64(4); i < 12; i++ {
 		r, err := c.Block(context.Background(), BlockKey{"k", "e", i}, size)
 		if err != nil {
@@ -719,4 +719,69 @@ func TestBlockCacheBookkeepingUnderRandomOps(t *testing.T) {
 	if a, allowed := c.Buffers(); a > allowed {
 		t.Errorf("%d buffers alive after every pin went, bound %d", a, allowed)
 	}
+}
+
+// A readahead run still waiting for a request slot when its reader goes
+// away is never sent; its blocks are fetched when someone asks for them.
+func TestBlockCacheDropsReadaheadOfAReaderGone(t *testing.T) {
+	const bs = 1 << 10
+	data := make([]byte, 32*bs)
+	for i := range data {
+		data[i] = byte(i / bs)
+	}
+	held := make(chan struct{})
+	var mu sync.Mutex
+	var fetched []int64
+	fetch := func(ctx context.Context, key, etag string, off, n int64) (io.ReadCloser, error) {
+		mu.Lock()
+		fetched = append(fetched, off/bs)
+		mu.Unlock()
+		if off == 0 {
+			<-held
+		}
+		return io.NopCloser(bytes.NewReader(data[off : off+n])), nil
+	}
+	c, err := NewBlockCache(fetch, BlockCacheOptions{BlockSize: bs, MaxBytes: 16 * bs, MaxFetches: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	size := int64(len(data))
+	first := make(chan error, 1)
+	go func() {
+		r, err := c.Block(ctx, BlockKey{"k", "e", 0}, size)
+		if err == nil {
+			r.Release()
+		}
+		first <- err
+	}()
+	for c.Fetching() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	var stop atomic.Bool
+	if !c.Prefetch(BlockKey{"k", "e", 4}, 4, size, &stop) {
+		t.Fatal("readahead refused")
+	}
+	stop.Store(true) // the reader went away while the run waits for the slot
+	close(held)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for c.Fetching() > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	got := fmt.Sprint(fetched)
+	mu.Unlock()
+	if got != "[0]" {
+		t.Errorf("blocks fetched %s, want [0]: the dropped run was sent", got)
+	}
+	r, err := c.Block(ctx, BlockKey{"k", "e", 5}, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Data()[0] != 5 {
+		t.Errorf("block 5 holds block %d's bytes", r.Data()[0])
+	}
+	r.Release()
 }

@@ -28,8 +28,8 @@ func (f *FS) deleteLater(key string) {
 	f.hiddenMu.Lock()
 	prev := f.deleting[key]
 	f.deleting[key] = p
+	f.bg.Add(1) // under hiddenMu: see waitBackground
 	f.hiddenMu.Unlock()
-	f.bg.Add(1)
 	go func() {
 		defer f.bg.Done()
 		defer close(p.done)
@@ -56,33 +56,18 @@ func (f *FS) deleteLater(key string) {
 	}()
 }
 
-// awaitDelete waits until no delete of key is pending.
-func (f *FS) awaitDelete(ctx context.Context, key string) error {
+// awaitDelete waits until no delete of key is pending, or with under, of
+// no key that starts with it.
+func (f *FS) awaitDelete(ctx context.Context, key string, under bool) error {
 	for {
 		f.hiddenMu.Lock()
 		p := f.deleting[key]
-		f.hiddenMu.Unlock()
-		if p == nil {
-			return nil
-		}
-		select {
-		case <-p.done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// awaitDeletesUnder waits until no delete of a key under prefix is
-// pending.
-func (f *FS) awaitDeletesUnder(ctx context.Context, prefix string) error {
-	for {
-		var p *pendingDelete
-		f.hiddenMu.Lock()
-		for k, d := range f.deleting {
-			if strings.HasPrefix(k, prefix) {
-				p = d
-				break
+		if p == nil && under {
+			for k, d := range f.deleting {
+				if strings.HasPrefix(k, key) {
+					p = d
+					break
+				}
 			}
 		}
 		f.hiddenMu.Unlock()
@@ -106,7 +91,7 @@ type fencedBucket struct {
 }
 
 func (b fencedBucket) Put(ctx context.Context, in *transport.PutInput) (*transport.PutOutput, error) {
-	if err := b.f.awaitDelete(ctx, in.Key); err != nil {
+	if err := b.f.awaitDelete(ctx, in.Key, false); err != nil {
 		return nil, err
 	}
 	return b.Bucket.Put(ctx, in)
@@ -118,14 +103,14 @@ type fencedUploads struct {
 }
 
 func (u fencedUploads) Begin(ctx context.Context, key, contentType string, meta map[string]string) (*transport.MultipartWriter, error) {
-	if err := u.f.awaitDelete(ctx, key); err != nil {
+	if err := u.f.awaitDelete(ctx, key, false); err != nil {
 		return nil, err
 	}
 	return u.Uploads.Begin(ctx, key, contentType, meta)
 }
 
 func (u fencedUploads) Resume(ctx context.Context, key, uploadID string) (*transport.MultipartWriter, error) {
-	if err := u.f.awaitDelete(ctx, key); err != nil {
+	if err := u.f.awaitDelete(ctx, key, false); err != nil {
 		return nil, err
 	}
 	return u.Uploads.Resume(ctx, key, uploadID)
@@ -137,7 +122,7 @@ type fencedCopies struct {
 }
 
 func (c fencedCopies) Copy(ctx context.Context, in *transport.CopyObjectInput) (*transport.CopyOutput, error) {
-	if err := c.f.awaitDelete(ctx, in.DstKey); err != nil {
+	if err := c.f.awaitDelete(ctx, in.DstKey, false); err != nil {
 		return nil, err
 	}
 	return c.Copies.Copy(ctx, in)

@@ -333,6 +333,8 @@ type handle struct {
 	// aheadTo: the runs of blocks before it were asked for since the
 	// reader became sequential, so they are not looked up again per read.
 	aheadTo int64
+	// released: closed; readahead runs for it not sent yet are dropped.
+	released atomic.Bool
 }
 
 var (
@@ -598,6 +600,7 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 // Release implements FileReleaser. Errors were reported by Flush; a file
 // whose upload failed keeps its local copy for the next attempt.
 func (h *handle) Release(ctx context.Context) syscall.Errno {
+	h.released.Store(true) // its readahead runs not sent yet are dropped
 	h.mu.Lock()
 	h.setStreaming(false)
 	h.mu.Unlock()
@@ -710,7 +713,7 @@ func (h *handle) readahead(off, end, lastBlock int64) bool {
 	}
 	c := from
 	for ; c <= to; c += run {
-		if !h.fsys.blocks.Prefetch(cache.BlockKey{Key: h.key, ETag: h.etag, Index: c}, int(run), h.size) {
+		if !h.fsys.blocks.Prefetch(cache.BlockKey{Key: h.key, ETag: h.etag, Index: c}, int(run), h.size, &h.released) {
 			break
 		}
 	}

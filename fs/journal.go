@@ -405,6 +405,11 @@ func (f *FS) Drain(ctx context.Context) error {
 
 // waitBackground waits for the work started in the background (f.bg).
 func (f *FS) waitBackground(ctx context.Context) error {
+	// A deferred delete is counted under hiddenMu (deleteLater): taking it
+	// here orders the count of one registered before this call (by a
+	// rename that has returned) before the Wait.
+	f.hiddenMu.Lock()
+	f.hiddenMu.Unlock()
 	done := make(chan struct{})
 	go func() { f.bg.Wait(); close(done) }()
 	select {

@@ -159,7 +159,7 @@ func hasPendingFiles(dir *gofs.Inode) bool {
 
 // dirEmpty reports whether nothing but the marker lies under prefix.
 func (f *FS) dirEmpty(ctx context.Context, prefix string) (bool, syscall.Errno) {
-	if err := f.awaitDeletesUnder(ctx, prefix); err != nil {
+	if err := f.awaitDelete(ctx, prefix, true); err != nil {
 		return false, f.errno("list", prefix, err)
 	}
 	out, err := f.bucket.List(ctx, &transport.ListInput{Prefix: prefix, MaxKeys: 2})
@@ -655,7 +655,7 @@ func (d *Dir) childFile(name string) *File {
 // as the listing's pages come in, then, once every copy is made, the
 // originals deleted in batches.
 func (f *FS) renameDir(ctx context.Context, src, dst string) syscall.Errno {
-	if err := f.awaitDeletesUnder(ctx, src); err != nil {
+	if err := f.awaitDelete(ctx, src, true); err != nil {
 		return f.errno("rename", src, err)
 	}
 	var keys []transport.ObjectInfo
