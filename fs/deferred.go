@@ -12,7 +12,9 @@ import (
 // The delete runs after the rename has returned: a program that renames
 // many files one after the other (rsync, which writes each file under a
 // temporary name) waits for one round trip less per file. Until the delete
-// is done the old name is hidden from lookups and listings, and every
+// is done the old name is hidden from listings, a lookup that must ask the
+// bucket waits for it (the rename left the name absent in the stat cache
+// before), and every
 // request that would make an object under it (a PUT, a multipart upload, a
 // copy) waits for it first, so that the delete can never take an object
 // made through this mount after the rename. A directory emptied or renamed
@@ -24,15 +26,12 @@ type pendingDelete struct{ done chan struct{} }
 
 // deleteLater deletes key in the background (see above).
 func (f *FS) deleteLater(key string) {
-	p := &pendingDelete{done: make(chan struct{})}
 	f.hiddenMu.Lock()
-	prev := f.deleting[key]
-	f.deleting[key] = p
+	p, prev := f.beginDeleteLocked(key)
 	f.bg.Add(1) // under hiddenMu: see waitBackground
 	f.hiddenMu.Unlock()
 	go func() {
 		defer f.bg.Done()
-		defer close(p.done)
 		if prev != nil {
 			<-prev.done
 		}
@@ -42,18 +41,35 @@ func (f *FS) deleteLater(key string) {
 		if err != nil {
 			f.log.Warn("deleting the old name of a renamed file failed; the object stays under it", "key", key, "err", err)
 		}
+		f.endDelete(key, p, err == nil)
+	}()
+}
+
+// beginDeleteLocked registers a pending delete of key, called with
+// hiddenMu held; the delete waits for prev, if any, before it is sent.
+func (f *FS) beginDeleteLocked(key string) (p, prev *pendingDelete) {
+	p = &pendingDelete{done: make(chan struct{})}
+	prev = f.deleting[key]
+	f.deleting[key] = p
+	return p, prev
+}
+
+// endDelete ends the pending delete p of key.
+func (f *FS) endDelete(key string, p *pendingDelete, deleted bool) {
+	if deleted {
 		// Listings sent before now may still hold the key: a negative
 		// entry learned now makes them skip it (see absorbPage).
 		if e, ok := f.stats.fresh(key); !ok || !e.exists {
 			f.stats.put(key, objMeta{}, false, f.opt.NegativeTTL)
 		}
-		f.namespaceChanged()
-		f.hiddenMu.Lock()
-		if f.deleting[key] == p {
-			delete(f.deleting, key)
-		}
-		f.hiddenMu.Unlock()
-	}()
+	}
+	f.namespaceChanged()
+	f.hiddenMu.Lock()
+	if f.deleting[key] == p {
+		delete(f.deleting, key)
+	}
+	f.hiddenMu.Unlock()
+	close(p.done)
 }
 
 // awaitDelete waits until no delete of key is pending, or with under, of

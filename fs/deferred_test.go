@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -179,5 +180,98 @@ func TestRenameWhoseLastCloseComesDuringTheCopyDeletesTheOldName(t *testing.T) {
 	})
 	if got, _ := r.object("d/f"); string(got) != "payload" {
 		t.Errorf("the new name: %q", got)
+	}
+}
+
+// A file renamed away while open keeps its old object for its reader; a
+// rename back onto the old name takes the name: the reader's last close
+// must not delete it.
+func TestRenameBackOntoANameHeldForAReader(t *testing.T) {
+	r := newBucket(t)
+	data := []byte("read while renamed away and back")
+	r.put("a", data, nil)
+	r.mount(cfs.Options{})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	rd, err := os.Open(m("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(m("a"), m("b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(m("b"), m("a")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(m("a")); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("a after renaming it back: %q, %v", got, err)
+	}
+	rd.Close()
+	if err := r.unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.object("a"); !bytes.Equal(got, data) {
+		t.Errorf("a after the reader's last close: %q, want %q", got, data)
+	}
+	if _, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "b"}); !errors.Is(err, transport.ErrNotFound) {
+		t.Errorf("b after the renames: %v, want not found", err)
+	}
+}
+
+// heldListings holds the answers of LIST requests, once hold is set, until
+// release is closed; sent is closed when the first held one has been
+// answered by the server.
+type heldListings struct {
+	next    http.RoundTripper
+	hold    atomic.Bool
+	sent    chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (rt *heldListings) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := rt.next.RoundTrip(req)
+	if rt.hold.Load() && req.Method == http.MethodGet && req.URL.Query().Has("list-type") {
+		rt.once.Do(func() { close(rt.sent) })
+		<-rt.release
+	}
+	return resp, err
+}
+
+// A listing sent while a renamed file's old name is still being deleted,
+// and answered after, does not show the old name.
+func TestListingSentBeforeTheOldNameWentDoesNotShowIt(t *testing.T) {
+	lists := &heldListings{sent: make(chan struct{}), release: make(chan struct{})}
+	r := newBucketThrough(t, func(next http.RoundTripper) http.RoundTripper { lists.next = next; return lists })
+	r.put("d/.f.tmp", []byte("x"), nil)
+	gate := newGatedDelete(r.counter, "d/.f.tmp")
+	r.bucketOverride = gate
+	r.mount(cfs.Options{})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	if err := os.Rename(m("d/.f.tmp"), m("d/f")); err != nil {
+		t.Fatal(err)
+	}
+	<-gate.started
+	lists.hold.Store(true)
+	listed := make(chan []string, 1)
+	go func() {
+		ents, _ := os.ReadDir(m("d"))
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		listed <- names
+	}()
+	<-lists.sent // the server answered with the old name still there
+	close(gate.release)
+	eventually(t, 10*time.Second, func() error {
+		if _, err := r.client.Head(context.Background(), &transport.HeadInput{Key: "d/.f.tmp"}); !errors.Is(err, transport.ErrNotFound) {
+			return fmt.Errorf("old name: %v", err)
+		}
+		return nil
+	})
+	time.Sleep(50 * time.Millisecond) // the delete's end, after its answer
+	close(lists.release)
+	if names := <-listed; len(names) != 1 || names[0] != "f" {
+		t.Errorf("listing answered after the delete: %q, want [f]", names)
 	}
 }

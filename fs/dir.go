@@ -459,6 +459,9 @@ func (f *FS) absorbPage(out *transport.ListOutput, sent time.Time, ttl time.Dura
 			f.warnOnce(o.Key, "an object and a directory share this name; the directory is shown")
 			continue
 		}
+		if e, ok := f.stats.fresh(o.Key); ok && !e.exists && e.at.After(sent) {
+			continue // removed since the page was sent (unlinked, renamed)
+		}
 		names[name] = syscall.S_IFREG
 		added = append(added, name)
 		listed := f.metaFromListing(o)

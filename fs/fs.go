@@ -360,13 +360,6 @@ func (f *FS) unhide(key string) {
 	f.hiddenMu.Unlock()
 }
 
-// hiddenBy reports whether n still hides key: its name was not taken since.
-func (f *FS) hiddenBy(key string, n *File) bool {
-	f.hiddenMu.Lock()
-	defer f.hiddenMu.Unlock()
-	return f.hidden[key] == n
-}
-
 // unhideBy shows key again if n hides it.
 func (f *FS) unhideBy(key string, n *File) {
 	f.hiddenMu.Lock()
@@ -376,6 +369,16 @@ func (f *FS) unhideBy(key string, n *File) {
 	f.hiddenMu.Unlock()
 }
 
+// hiddenByOpenFile reports whether key is hidden for an open file that
+// was unlinked or renamed away.
+func (f *FS) hiddenByOpenFile(key string) bool {
+	f.hiddenMu.Lock()
+	defer f.hiddenMu.Unlock()
+	return f.hidden[key] != nil
+}
+
+// isHidden reports whether listings skip key: hidden for an open file, or
+// its delete pending (deferred.go).
 func (f *FS) isHidden(key string) bool {
 	f.hiddenMu.Lock()
 	defer f.hiddenMu.Unlock()
@@ -385,7 +388,7 @@ func (f *FS) isHidden(key string) bool {
 // stat resolves the name at key: from the cache, or with HEAD key and LIST
 // key/ in parallel, a directory winning over an object of the same name.
 func (f *FS) stat(ctx context.Context, key string) (objMeta, syscall.Errno) {
-	if f.isHidden(key) {
+	if f.hiddenByOpenFile(key) {
 		return objMeta{}, syscall.ENOENT
 	}
 	if !f.stats.known(key) {
@@ -397,7 +400,15 @@ func (f *FS) stat(ctx context.Context, key string) (objMeta, syscall.Errno) {
 	}
 	// Others may wait on this answer: one caller giving up must not fail it.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	m, found, err := f.resolve(rctx, key)
+	// A renamed file's old name is answered once its delete is done
+	// (deferred.go): a directory made under it meanwhile is found, the
+	// object going away is not.
+	err := f.awaitDelete(rctx, key, false)
+	var m objMeta
+	var found bool
+	if err == nil {
+		m, found, err = f.resolve(rctx, key)
+	}
 	cancel()
 	switch {
 	case err != nil:
@@ -472,6 +483,7 @@ func (f *FS) startLazy(key string) {
 
 func (f *FS) headInto(ctx context.Context, j headJob) {
 	key, e, listed := j.key, j.e, j.listed
+	_ = f.awaitDelete(ctx, key, false) // (as stat does; ctx ends with the mount)
 	o, err := f.bucket.Head(ctx, &transport.HeadInput{Key: key})
 	switch {
 	case err == nil:

@@ -247,20 +247,32 @@ type objectVersion struct{ key, etag string }
 // through this mount (even with the same bytes, hence the same ETag), or
 // by someone else.
 func (f *FS) deleteUnlinked(key, etag string, n *File) {
-	defer f.unhideBy(key, n)
-	defer f.namespaceChanged()
-	if !f.hiddenBy(key, n) {
-		return
+	f.hiddenMu.Lock()
+	if f.hidden[key] != n {
+		f.hiddenMu.Unlock()
+		return // the name was taken since
+	}
+	// From hidden to deleting: what is made under the name from now on
+	// waits for this delete (deferred.go).
+	delete(f.hidden, key)
+	p, prev := f.beginDeleteLocked(key)
+	f.hiddenMu.Unlock()
+	deleted := false
+	defer func() { f.endDelete(key, p, deleted) }()
+	if prev != nil {
+		<-prev.done
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	o, err := f.bucket.Head(ctx, &transport.HeadInput{Key: key})
-	if err != nil || o.ETag != etag || !f.hiddenBy(key, n) {
-		return
+	if err != nil || o.ETag != etag {
+		return // someone else's object by now
 	}
 	if err := f.bucket.Delete(ctx, key); err != nil {
 		f.log.Warn("deleting an unlinked file after its last close failed", "key", key, "err", err)
+		return
 	}
+	deleted = true
 }
 
 // Symlink implements NodeSymlinker: an object whose body is the target and
@@ -421,8 +433,11 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbed
 	if dn := np.childFile(newName); dn != nil && dn != d.childFile(name) {
 		// The file being replaced must never be uploaded over the new one.
 		dn.markUnlinked(dst)
-		f.unhide(dst)
 	}
+	// The name is taken: a file unlinked or renamed away while open no
+	// longer deletes it at its last close (one deleting it already is
+	// waited for by the copy, see deferred.go).
+	f.unhide(dst)
 	if n := d.childFile(name); n != nil {
 		var holds *string // what dst holds, as far as its stat says
 		switch {
