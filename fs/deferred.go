@@ -14,11 +14,11 @@ import (
 // temporary name) waits for one round trip less per file. Until the delete
 // is done the old name is hidden from listings, a lookup that must ask the
 // bucket waits for it (the rename left the name absent in the stat cache
-// before), and every
-// request that would make an object under it (a PUT, a multipart upload, a
-// copy) waits for it first, so that the delete can never take an object
-// made through this mount after the rename. A directory emptied or renamed
-// waits for the deletes under it. The unmount waits for them all.
+// before), and every request that would make an object under it (a PUT, a
+// multipart upload, a copy) waits for it first, so that the delete can
+// never take an object made through this mount after the rename. A
+// directory emptied or renamed waits for the deletes under it. The unmount
+// waits for them all.
 
 // pendingDelete is the deferred delete of one key; done closes when it is
 // over, whether it succeeded or not.

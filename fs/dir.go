@@ -459,13 +459,14 @@ func (f *FS) absorbPage(out *transport.ListOutput, sent time.Time, ttl time.Dura
 			f.warnOnce(o.Key, "an object and a directory share this name; the directory is shown")
 			continue
 		}
-		if e, ok := f.stats.fresh(o.Key); ok && !e.exists && e.at.After(sent) {
+		e, ok := f.stats.fresh(o.Key)
+		if ok && !e.exists && e.at.After(sent) {
 			continue // removed since the page was sent (unlinked, renamed)
 		}
 		names[name] = syscall.S_IFREG
 		added = append(added, name)
 		listed := f.metaFromListing(o)
-		if e, ok := f.stats.fresh(o.Key); ok && e.exists && !e.meta.dir && e.meta.etag == o.ETag {
+		if ok && e.exists && !e.meta.dir && e.meta.etag == o.ETag {
 			// Unchanged: what is cached holds for another TTL.
 			f.stats.put(o.Key, e.meta, true, ttl)
 			continue

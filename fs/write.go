@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,8 +41,10 @@ type writeState struct {
 	unlinked bool
 	lastErr  error
 
-	// st is the streaming upload of a file written sequentially from 0.
-	st stream
+	// st is the streaming upload of a file written sequentially from 0;
+	// streams counts those begun after the first, numbering them.
+	st      stream
+	streams uint64
 	// mtimeSet: mtime was set explicitly (utimens) since the last write.
 	mtimeSet bool
 	// journalID names the journal entry of a closed file waiting for its
@@ -77,17 +78,14 @@ type stream struct {
 	// chunk sizes its parts (GrowingPartSize); 0: the mount's ChunkSize.
 	// A stream resumed by a later mount keeps the sizes it began with.
 	chunk int64
-	// epoch tells streams apart: parts tracked for one are never sent in
-	// another's upload (see streamParts).
+	// epoch tells the streams of one local copy apart: parts tracked for
+	// one are never sent in another's upload (see streamParts).
 	epoch uint64
 }
 
-// streamEpochs numbers the streams of the mount.
-var streamEpochs atomic.Uint64
-
 // newStream is a fresh stream, which may start only on an empty file.
-func newStream(size int64) stream {
-	return stream{ok: size == 0, nextPart: 1, epoch: streamEpochs.Add(1)}
+func newStream(size int64, epoch uint64) stream {
+	return stream{ok: size == 0, nextPart: 1, epoch: epoch}
 }
 
 // chunkSize is what st's parts are sized by.
@@ -114,7 +112,8 @@ func (st *stream) chunkSize(f *FS) int64 {
 // flushes the new file. Called with the file's lock held.
 func (ws *writeState) _detachStream() stream {
 	st := ws.st
-	ws.st = newStream(ws.size)
+	ws.streams++
+	ws.st = newStream(ws.size, ws.streams)
 	return st
 }
 
@@ -128,7 +127,7 @@ func (f *FS) newWriteState(base objMeta, size int64) (*writeState, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &writeState{wf: wf, base: base, baseEnd: base.size, size: size, st: newStream(size)}, nil
+	return &writeState{wf: wf, base: base, baseEnd: base.size, size: size, st: newStream(size, 0)}, nil
 }
 
 // startWrite makes sure n has a local copy; trunc starts it empty.
