@@ -615,14 +615,7 @@ func (n *File) release() {
 	if n.opens > 0 {
 		return
 	}
-	for _, o := range n.deletes {
-		n.fsys.bg.Add(1)
-		go func() {
-			defer n.fsys.bg.Done()
-			n.fsys.deleteUnlinked(o.key, o.etag, n)
-		}()
-	}
-	n.deletes = nil
+	n._startDeletes()
 	if n.ws == nil {
 		return
 	}
@@ -650,6 +643,19 @@ func (n *File) release() {
 	}
 	n.ws.wf.Remove()
 	n._setWS(nil)
+}
+
+// _startDeletes deletes, in the background, the objects n was read from
+// and that were unlinked or renamed away meanwhile. Called with n.mu held.
+func (n *File) _startDeletes() {
+	for _, o := range n.deletes {
+		n.fsys.bg.Add(1)
+		go func() {
+			defer n.fsys.bg.Done()
+			n.fsys.deleteUnlinked(o.key, o.etag, n)
+		}()
+	}
+	n.deletes = nil
 }
 
 func (h *handle) block(ctx context.Context, i int64) (cache.Ref, error) {

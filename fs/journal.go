@@ -390,6 +390,7 @@ func (wb *writeBack) upload(ctx context.Context, n *File) {
 // Drain uploads every pending file now and waits for them, logging
 // progress; cosmount calls it when the mount ends.
 func (f *FS) Drain(ctx context.Context) error {
+	f.deleteUnreleased()
 	if err := f.waitBackground(ctx); err != nil {
 		// Given up: what is known to have failed is journaled still.
 		return errors.Join(fmt.Errorf("uploads of released files still running: %w", err), f.keepFailed(ctx))
@@ -401,6 +402,20 @@ func (f *FS) Drain(ctx context.Context) error {
 		err = errors.Join(err, fmt.Errorf("deletes still running: %w", werr))
 	}
 	return err
+}
+
+// deleteUnreleased starts the deletes whose last close the kernel never
+// reported (it drops a release still queued when the mount ends): the
+// objects of files unlinked or renamed away while open.
+func (f *FS) deleteUnreleased() {
+	f.hiddenMu.Lock()
+	held := slices.Collect(maps.Values(f.hidden))
+	f.hiddenMu.Unlock()
+	for _, n := range held {
+		n.mu.Lock()
+		n._startDeletes()
+		n.mu.Unlock()
+	}
 }
 
 // waitBackground waits for the work started in the background (f.bg).
