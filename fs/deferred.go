@@ -2,8 +2,11 @@ package fs
 
 import (
 	"context"
+	"path"
 	"strings"
 	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
 
 	"cosmount/transport"
 )
@@ -63,6 +66,9 @@ func (f *FS) endDelete(key string, p *pendingDelete, deleted bool) {
 			f.stats.put(key, objMeta{}, false, f.opt.NegativeTTL)
 		}
 	}
+	if !deleted {
+		f.keptUnderOldName(key)
+	}
 	f.namespaceChanged()
 	f.hiddenMu.Lock()
 	if f.deleting[key] == p {
@@ -70,6 +76,39 @@ func (f *FS) endDelete(key string, p *pendingDelete, deleted bool) {
 	}
 	f.hiddenMu.Unlock()
 	close(p.done)
+}
+
+// keptUnderOldName is called when the delete of key failed and its object
+// stays: the absence the rename recorded (in the stat cache, and as the
+// kernel's negative dentry) is dropped, so that the name is looked up in the
+// bucket again and shows the object.
+func (f *FS) keptUnderOldName(key string) {
+	if e, ok := f.stats.fresh(key); ok && !e.exists {
+		f.stats.forget(key)
+	}
+	rel, ok := strings.CutPrefix(key, f.opt.Prefix)
+	if !ok {
+		return
+	}
+	dir, name := path.Split(rel)
+	if d := f.dirAt(strings.TrimSuffix(dir, "/")); d != nil {
+		d.NotifyEntry(name) // fails harmlessly when the kernel holds no entry
+	}
+}
+
+// dirAt is the node of the directory dir (a path from the root, "" for the
+// root), or nil.
+func (f *FS) dirAt(dir string) *gofs.Inode {
+	d := f.root.EmbeddedInode()
+	for _, c := range strings.Split(dir, "/") {
+		if c == "" {
+			continue
+		}
+		if d = d.GetChild(c); d == nil {
+			return nil
+		}
+	}
+	return d
 }
 
 // awaitDelete waits until no delete of key is pending, or with under, of

@@ -34,14 +34,22 @@ func newGatedDelete(b cfs.Bucket, key string) *gatedDeleteBucket {
 
 func (b *gatedDeleteBucket) Delete(ctx context.Context, key string) error {
 	if key == b.key {
-		b.once.Do(func() { close(b.started) })
-		select {
-		case <-b.release:
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := b.hold(ctx); err != nil {
+			return err
 		}
 	}
 	return b.Bucket.Delete(ctx, key)
+}
+
+// hold waits until release is closed.
+func (b *gatedDeleteBucket) hold(ctx context.Context) error {
+	b.once.Do(func() { close(b.started) })
+	select {
+	case <-b.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // A rename returns before the old name's object is deleted; until it is,
@@ -273,5 +281,78 @@ func TestListingSentBeforeTheOldNameWentDoesNotShowIt(t *testing.T) {
 	close(lists.release)
 	if names := <-listed; len(names) != 1 || names[0] != "f" {
 		t.Errorf("listing answered after the delete: %q, want [f]", names)
+	}
+}
+
+// failingDeleteBucket holds the DELETEs of one key until release is
+// closed, then refuses them.
+type failingDeleteBucket struct {
+	*gatedDeleteBucket
+}
+
+func (b failingDeleteBucket) Delete(ctx context.Context, key string) error {
+	if key == b.key {
+		if err := b.hold(ctx); err != nil {
+			return err
+		}
+		return fmt.Errorf("delete %s: %w", key, transport.ErrAccessDenied)
+	}
+	return b.Bucket.Delete(ctx, key)
+}
+
+// When the delete of a renamed file's old name fails after the rename has
+// returned, nothing is lost: the object stays under the old name, which
+// comes back in lookups and listings as the bucket has it, and the new
+// name holds the same data.
+func TestRenameWhoseDeleteFailsKeepsTheOldName(t *testing.T) {
+	r := newBucket(t)
+	data := []byte("kept under both names when the delete is refused")
+	r.put("d/.f.tmp", data, nil)
+	gate := newGatedDelete(r.counter, "d/.f.tmp")
+	r.bucketOverride = failingDeleteBucket{gate}
+	r.mount(cfs.Options{NegativeTTL: time.Hour})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	if err := os.Rename(m("d/.f.tmp"), m("d/f")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-gate.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no DELETE of the old name was sent")
+	}
+	// While the delete is pending the old name is absent, and the kernel
+	// keeps that answer (for the hour of NegativeTTL) unless told otherwise.
+	if _, err := os.Stat(m("d/.f.tmp")); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("the old name while its delete is pending: %v, want ENOENT", err)
+	}
+	close(gate.release)
+	eventually(t, 10*time.Second, func() error {
+		got, err := os.ReadFile(m("d/.f.tmp"))
+		if err != nil || !bytes.Equal(got, data) {
+			return fmt.Errorf("the old name after its delete failed: %q, %v", got, err)
+		}
+		return nil
+	})
+	ents, err := os.ReadDir(m("d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if len(names) != 2 || names[0] != ".f.tmp" || names[1] != "f" {
+		t.Errorf("listing after the failed delete: %q, want [.f.tmp f]", names)
+	}
+	if got, err := os.ReadFile(m("d/f")); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("the new name: %q, %v", got, err)
+	}
+	// The mount goes on: rmdir of the directory is refused for the file
+	// left in it, not blocked by the failed delete.
+	if err := os.Remove(m("d")); !errors.Is(err, syscall.ENOTEMPTY) {
+		t.Errorf("rmdir with the old name left in it: %v, want ENOTEMPTY", err)
+	}
+	if err := r.unmount(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,10 +1,7 @@
 package fs
 
 import (
-	"strings"
 	"syscall"
-
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 
 	"cosmount/cache"
 )
@@ -40,21 +37,6 @@ func (f *FS) ForgetEntry(dir, name string) syscall.Errno {
 		return syscall.ENOENT
 	}
 	return d.NotifyEntry(name)
-}
-
-// dirAt is the node of the directory dir (a path from the root, "" for the
-// root), or nil.
-func (f *FS) dirAt(dir string) *gofs.Inode {
-	d := f.root.EmbeddedInode()
-	for _, c := range strings.Split(dir, "/") {
-		if c == "" {
-			continue
-		}
-		if d = d.GetChild(c); d == nil {
-			return nil
-		}
-	}
-	return d
 }
 
 // Detached is how many forgotten files with work pending are noted.
