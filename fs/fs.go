@@ -80,7 +80,7 @@ type Options struct {
 	BlockSize int64
 	// MaxReadahead is the most blocks fetched ahead of a sequential reader
 	// (64 MiB worth), ReadaheadRun how many go in one request at first (4
-	// MiB worth); requests grow with the window to a quarter of it.
+	// MiB worth); requests grow with the window to half of it.
 	MaxReadahead, ReadaheadRun int
 	// FetchParallel bounds concurrent block fetches for the whole mount.
 	FetchParallel int
