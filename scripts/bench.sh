@@ -560,7 +560,7 @@ run_fs() {
 CEILING_ALONE=1
 ceiling_group() { # GROUP RUN
 	case $1 in read | write | rand) ;; *) return 0 ;; esac
-	local bucket=$BUCKET
+	local bucket=${BUCKET-}
 	BUCKET=memory
 	"group_$1" fuse "$2"
 	BUCKET=$bucket
