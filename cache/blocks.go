@@ -108,6 +108,11 @@ type BlockCache struct {
 	allocated int    // buffers alive: cached, pending, pinned or free
 	arena     *arena // where buffers come from and go back to
 
+	// abandonMin: a readahead run whose reader went away while it was
+	// being read is cut short when at least this many bytes of it are
+	// left (see abandon).
+	abandonMin int64
+
 	hits, misses, fetches atomic.Int64
 }
 
@@ -148,6 +153,8 @@ func NewBlockCache(fetch Fetcher, opt BlockCacheOptions) (*BlockCache, error) {
 		pf:        make(chan struct{}, 2*opt.MaxFetches),
 		pending:   map[BlockKey]*pendingBlock{},
 		arena:     newArena(opt.BlockSize, opt.MaxBytes),
+
+		abandonMin: 4 << 20,
 	}
 	l, err := simplelru.NewLRU(n, c.evicted)
 	if err != nil {
@@ -369,8 +376,9 @@ func (c *BlockCache) Block(ctx context.Context, k BlockKey, objSize int64) (Ref,
 // the run of those that are neither cached nor being fetched. It never
 // blocks: when too many readahead runs are queued, the blocks are left for
 // the reader, and Prefetch reports false. A run still waiting for a request
-// slot when stop is set (the reader it was for went away) is dropped: its
-// blocks are left to whoever asks for them. stop may be nil.
+// slot when stop is set (the reader it was for went away) is dropped, and
+// one being read is cut short (see abandon): its blocks are left to
+// whoever asks for them. stop may be nil.
 func (c *BlockCache) Prefetch(k BlockKey, n int, objSize int64, stop *atomic.Bool) bool {
 	return c.startRun(k, n, objSize, stop, true)
 }
@@ -423,7 +431,8 @@ func (c *BlockCache) startRun(k BlockKey, n int, objSize int64, stop *atomic.Boo
 }
 
 // errDropped fails the blocks of a readahead run whose reader went away
-// before it was sent; a reader waiting for one fetches it on its own.
+// before it was sent or while it was read; a reader waiting for one
+// fetches it on its own.
 var errDropped = errors.New("readahead dropped: its reader went away")
 
 // fetchRun fetches blocks first..first+n-1 with one request, publishing each
@@ -494,6 +503,10 @@ func (c *BlockCache) fetchRun(first BlockKey, n int, objSize int64, run []*pendi
 	defer rc.Close()
 	for ; done < n; done++ {
 		bo := off + int64(done)*c.blockSize
+		if done > 0 && c.abandon(run[done:], off+length-bo, stop) {
+			fail(errDropped) // rc.Close ends the request
+			return
+		}
 		buf := spare
 		spare = nil
 		if buf == nil {
@@ -513,6 +526,26 @@ func (c *BlockCache) fetchRun(first BlockKey, n int, objSize int64, run []*pendi
 		}
 		finish(done, buf, nil)
 	}
+}
+
+// abandon reports whether the rest of a readahead run, left bytes in the
+// blocks of rest, is not worth reading any more: its reader went away
+// (stop), nobody waits for any of its blocks, and enough of it is left that
+// closing the request (and later opening a new connection) costs less than
+// reading it to the end. A reader that comes for one of its blocks after
+// all fetches it on its own.
+func (c *BlockCache) abandon(rest []*pendingBlock, left int64, stop *atomic.Bool) bool {
+	if stop == nil || !stop.Load() || left < c.abandonMin {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range rest {
+		if p.waiters > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Invalidate drops every cached block of key (all versions).

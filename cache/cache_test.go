@@ -785,3 +785,121 @@ func TestBlockCacheDropsReadaheadOfAReaderGone(t *testing.T) {
 	}
 	r.Release()
 }
+
+// gatedBody serves data and, once open blocks have been read, waits for
+// gate before serving more; it notes how much was read before Close.
+type gatedBody struct {
+	r      *bytes.Reader
+	open   int64
+	gate   chan struct{}
+	served atomic.Int64
+	closed chan struct{}
+}
+
+func (b *gatedBody) Read(p []byte) (int, error) {
+	if b.served.Load() >= b.open {
+		select {
+		case <-b.gate:
+		case <-b.closed:
+			return 0, errors.New("read after close")
+		}
+	}
+	if rest := b.open - b.served.Load(); rest > 0 && int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := b.r.Read(p)
+	b.served.Add(int64(n))
+	return n, err
+}
+
+func (b *gatedBody) Close() error { close(b.closed); return nil }
+
+// A readahead run whose reader goes away while its response is being read
+// stops reading it once no one waits for its blocks and enough of it is
+// left; a block asked for later is fetched on its own.
+func TestBlockCacheCutsShortReadaheadOfAReaderGone(t *testing.T) {
+	const bs, n = 1 << 10, 16
+	data := make([]byte, n*bs)
+	for i := range data {
+		data[i] = byte(i / bs)
+	}
+	var mu sync.Mutex
+	var bodies []*gatedBody
+	fetch := func(ctx context.Context, key, etag string, off, length int64) (io.ReadCloser, error) {
+		b := &gatedBody{r: bytes.NewReader(data[off : off+length]), open: 2 * bs, gate: make(chan struct{}), closed: make(chan struct{})}
+		if off != 0 {
+			close(b.gate) // a block fetched on its own is served whole
+		}
+		mu.Lock()
+		bodies = append(bodies, b)
+		mu.Unlock()
+		return b, nil
+	}
+	c, err := NewBlockCache(fetch, BlockCacheOptions{BlockSize: bs, MaxBytes: 2 * n * bs, MaxFetches: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.abandonMin = 4 * bs
+	ctx := context.Background()
+	size := int64(len(data))
+	var stop atomic.Bool
+	if !c.Prefetch(BlockKey{"k", "e", 0}, n, size, &stop) {
+		t.Fatal("readahead refused")
+	}
+	for c.CachedLen(BlockKey{"k", "e", 1}) < 0 {
+		time.Sleep(time.Millisecond)
+	}
+	// Another reader waits for block 8 of the run: the run goes on to it.
+	waited := make(chan error, 1)
+	go func() {
+		r, err := c.Block(ctx, BlockKey{"k", "e", 8}, size)
+		if err == nil {
+			if r.Data()[0] != 8 {
+				err = fmt.Errorf("block 8 holds block %d's bytes", r.Data()[0])
+			}
+			r.Release()
+		}
+		waited <- err
+	}()
+	for !c.waitedFor(BlockKey{"k", "e", 8}) {
+		time.Sleep(time.Millisecond)
+	}
+	stop.Store(true) // the reader of the run went away
+	mu.Lock()
+	run := bodies[0]
+	mu.Unlock()
+	close(run.gate)
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+	for c.Fetching() > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case <-run.closed:
+	default:
+		t.Fatal("the run's response was not closed")
+	}
+	if got := run.served.Load(); got != 9*bs {
+		t.Errorf("the run read %d bytes, want %d (up to block 8, which was waited for)", got, 9*bs)
+	}
+	if c.CachedLen(BlockKey{"k", "e", 12}) >= 0 {
+		t.Error("block 12 was cached: the run was read past the cut")
+	}
+	r, err := c.Block(ctx, BlockKey{"k", "e", 12}, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Data()[0] != 12 {
+		t.Errorf("block 12 holds block %d's bytes", r.Data()[0])
+	}
+	r.Release()
+}
+
+// waitedFor reports whether a reader waits for block k, being fetched.
+func (c *BlockCache) waitedFor(k BlockKey) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pending[k]
+	return p != nil && p.waiters > 0
+}
