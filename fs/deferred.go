@@ -67,7 +67,11 @@ func (f *FS) endDelete(key string, p *pendingDelete, deleted bool) {
 		}
 	}
 	if !deleted {
-		f.keptUnderOldName(key)
+		// The object stays under key: the absence the rename recorded
+		// goes, and the name is looked up in the bucket again.
+		if e, ok := f.stats.fresh(key); ok && !e.exists {
+			f.stats.forget(key)
+		}
 	}
 	f.namespaceChanged()
 	f.hiddenMu.Lock()
@@ -76,16 +80,18 @@ func (f *FS) endDelete(key string, p *pendingDelete, deleted bool) {
 	}
 	f.hiddenMu.Unlock()
 	close(p.done)
+	if !deleted {
+		// Only now: a lookup of the name waiting for the delete holds
+		// the directory's lock in the kernel, which the notice takes.
+		f.forgetKernelEntry(key)
+	}
 }
 
-// keptUnderOldName is called when the delete of key failed and its object
-// stays: the absence the rename recorded (in the stat cache, and as the
-// kernel's negative dentry) is dropped, so that the name is looked up in the
-// bucket again and shows the object.
-func (f *FS) keptUnderOldName(key string) {
-	if e, ok := f.stats.fresh(key); ok && !e.exists {
-		f.stats.forget(key)
-	}
+// forgetKernelEntry tells the kernel to drop its entry of key's name (a
+// cached absence, after a failed delete), so that the next lookup comes to
+// the mount. It must not be called while a request of this mount that
+// holds the directory's lock waits for the caller.
+func (f *FS) forgetKernelEntry(key string) {
 	rel, ok := strings.CutPrefix(key, f.opt.Prefix)
 	if !ok {
 		return

@@ -356,3 +356,48 @@ func TestRenameWhoseDeleteFailsKeepsTheOldName(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A lookup of the old name that must ask the bucket waits for the pending
+// delete, with the kernel holding the directory's lock; when that delete
+// fails, telling the kernel to drop its entry of the name (which takes the
+// same lock) must not wait for the lookup.
+func TestLookupWaitingForAFailedDeleteReturns(t *testing.T) {
+	r := newBucket(t)
+	data := []byte("looked up while its delete fails")
+	r.put("d/.f.tmp", data, nil)
+	gate := newGatedDelete(r.counter, "d/.f.tmp")
+	r.bucketOverride = failingDeleteBucket{gate}
+	// Absence is not cached: a lookup of the old name goes to the bucket.
+	r.mount(cfs.Options{NegativeTTL: time.Millisecond})
+	m := func(p string) string { return filepath.Join(r.mnt, p) }
+	if err := os.Rename(m("d/.f.tmp"), m("d/f")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-gate.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no DELETE of the old name was sent")
+	}
+	time.Sleep(5 * time.Millisecond) // the rename's negative entry expires
+	looked := make(chan error, 1)
+	go func() {
+		got, err := os.ReadFile(m("d/.f.tmp"))
+		if err == nil && !bytes.Equal(got, data) {
+			err = fmt.Errorf("read %q", got)
+		}
+		looked <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the lookup waits for the delete
+	close(gate.release)
+	select {
+	case err := <-looked:
+		if err != nil {
+			t.Errorf("the old name after its delete failed: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the lookup of the old name never returned")
+	}
+	if err := r.unmount(); err != nil {
+		t.Fatal(err)
+	}
+}
