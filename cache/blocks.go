@@ -319,7 +319,8 @@ func (c *BlockCache) getLocked() []byte {
 // a reader never gets a block shorter or longer than its object's.
 func (c *BlockCache) Block(ctx context.Context, k BlockKey, objSize int64) (Ref, error) {
 	want := min(c.blockSize, objSize-k.Index*c.blockSize)
-	for attempt := 0; ; attempt++ {
+	retried := false // after a readahead run failed
+	for {
 		c.mu.Lock()
 		if b, ok := c.lru.Get(k); ok && int64(len(b.data)) != want {
 			c.lru.Remove(k) // its buffer goes back when its readers let go
@@ -365,10 +366,14 @@ func (c *BlockCache) Block(ctx context.Context, k BlockKey, objSize int64) (Ref,
 			Ref{c, p.blk, k}.Release()
 			continue
 		}
-		if !p.prefetch || attempt > 0 {
+		if errors.Is(p.err, errDropped) {
+			continue // not a failure of the block: it was left to its readers
+		}
+		if !p.prefetch || retried {
 			return Ref{}, p.err
 		}
 		// A readahead run failed: fetch the block on its own.
+		retried = true
 	}
 }
 

@@ -135,9 +135,12 @@ func (f *FS) awaitDelete(ctx context.Context, key string, under bool) error {
 		if p == nil {
 			return nil
 		}
+		f.deleteWaits.Add(1)
 		select {
 		case <-p.done:
+			f.deleteWaits.Add(-1)
 		case <-ctx.Done():
+			f.deleteWaits.Add(-1)
 			return ctx.Err()
 		}
 	}

@@ -387,7 +387,12 @@ func TestLookupWaitingForAFailedDeleteReturns(t *testing.T) {
 		}
 		looked <- err
 	}()
-	time.Sleep(100 * time.Millisecond) // the lookup waits for the delete
+	for deadline := time.Now().Add(10 * time.Second); r.fsys.DeleteWaiters() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the lookup of the old name did not wait for its delete")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	close(gate.release)
 	select {
 	case err := <-looked:

@@ -39,6 +39,9 @@ func (f *FS) ForgetEntry(dir, name string) syscall.Errno {
 	return d.NotifyEntry(name)
 }
 
+// DeleteWaiters is how many requests wait for a pending delete now.
+func (f *FS) DeleteWaiters() int64 { return f.deleteWaits.Load() }
+
 // Detached is how many forgotten files with work pending are noted.
 func (f *FS) Detached() int {
 	f.detachedMu.Lock()

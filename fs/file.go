@@ -705,6 +705,9 @@ func (h *handle) readahead(off, end, lastBlock int64) bool {
 	// a long read costs fewer, larger requests (the server's CPU per GiB
 	// falls by a third from 4 to 16 MiB, and a cold 1 GiB read ran about 5%
 	// faster with 32 MiB runs than with 16), a short one fetches little.
+	// The last run may reach up to a run past the window: the readers'
+	// windows (half the cache, see readaheadLimit) take up to three
+	// quarters of it, and the blocks they have read go first.
 	run := max(int64(opt.ReadaheadRun), window/2)
 	from := max((lastBlock+1)/run*run, h.aheadTo)
 	to := lastBlock + window

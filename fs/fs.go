@@ -201,6 +201,8 @@ type FS struct {
 	hiddenMu sync.Mutex
 	hidden   map[string]*File          // unlinked keys whose object waits for the last close of this file
 	deleting map[string]*pendingDelete // old names of renamed files (deferred.go)
+	// deleteWaits counts the requests waiting for a pending delete.
+	deleteWaits atomic.Int64
 
 	mountIDs atomic.Pointer[[]int] // this mount's ids in mountinfo (see Mounted)
 	noFdinfo atomic.Bool           // /proc/TID/fdinfo unreadable as expected

@@ -548,10 +548,11 @@ func (f *FS) moveObject(ctx context.Context, src, dst string, m objMeta, meta ma
 	if err != nil {
 		return "", f.errno("rename", src, err)
 	}
+	// The absence first: a delete that fails at once drops it again.
+	f.stats.put(src, objMeta{}, false, f.opt.NegativeTTL)
 	if !keepSrc {
 		f.deleteLater(src)
 	}
-	f.stats.put(src, objMeta{}, false, f.opt.NegativeTTL)
 	if m.fromListing || m.etag == "" {
 		f.stats.forget(dst)
 	} else {
