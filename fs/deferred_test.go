@@ -300,17 +300,16 @@ func (b failingDeleteBucket) Delete(ctx context.Context, key string) error {
 	return b.Bucket.Delete(ctx, key)
 }
 
-// When the delete of a renamed file's old name fails after the rename has
-// returned, nothing is lost: the object stays under the old name, which
-// comes back in lookups and listings as the bucket has it, and the new
-// name holds the same data.
-func TestRenameWhoseDeleteFailsKeepsTheOldName(t *testing.T) {
+// renameWithHeldFailingDelete mounts a bucket holding d/.f.tmp = data
+// whose DELETEs of that key are held and then refused, renames it to d/f,
+// and returns once the DELETE of the old name has arrived.
+func renameWithHeldFailingDelete(t *testing.T, data []byte, opt cfs.Options) (*rig, func(string) string, *gatedDeleteBucket) {
+	t.Helper()
 	r := newBucket(t)
-	data := []byte("kept under both names when the delete is refused")
 	r.put("d/.f.tmp", data, nil)
 	gate := newGatedDelete(r.counter, "d/.f.tmp")
 	r.bucketOverride = failingDeleteBucket{gate}
-	r.mount(cfs.Options{NegativeTTL: time.Hour})
+	r.mount(opt)
 	m := func(p string) string { return filepath.Join(r.mnt, p) }
 	if err := os.Rename(m("d/.f.tmp"), m("d/f")); err != nil {
 		t.Fatal(err)
@@ -320,6 +319,16 @@ func TestRenameWhoseDeleteFailsKeepsTheOldName(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no DELETE of the old name was sent")
 	}
+	return r, m, gate
+}
+
+// When the delete of a renamed file's old name fails after the rename has
+// returned, nothing is lost: the object stays under the old name, which
+// comes back in lookups and listings as the bucket has it, and the new
+// name holds the same data.
+func TestRenameWhoseDeleteFailsKeepsTheOldName(t *testing.T) {
+	data := []byte("kept under both names when the delete is refused")
+	r, m, gate := renameWithHeldFailingDelete(t, data, cfs.Options{NegativeTTL: time.Hour})
 	// While the delete is pending the old name is absent, and the kernel
 	// keeps that answer (for the hour of NegativeTTL) unless told otherwise.
 	if _, err := os.Stat(m("d/.f.tmp")); !errors.Is(err, syscall.ENOENT) {
@@ -362,22 +371,9 @@ func TestRenameWhoseDeleteFailsKeepsTheOldName(t *testing.T) {
 // fails, telling the kernel to drop its entry of the name (which takes the
 // same lock) must not wait for the lookup.
 func TestLookupWaitingForAFailedDeleteReturns(t *testing.T) {
-	r := newBucket(t)
 	data := []byte("looked up while its delete fails")
-	r.put("d/.f.tmp", data, nil)
-	gate := newGatedDelete(r.counter, "d/.f.tmp")
-	r.bucketOverride = failingDeleteBucket{gate}
 	// Absence is not cached: a lookup of the old name goes to the bucket.
-	r.mount(cfs.Options{NegativeTTL: time.Millisecond})
-	m := func(p string) string { return filepath.Join(r.mnt, p) }
-	if err := os.Rename(m("d/.f.tmp"), m("d/f")); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-gate.started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no DELETE of the old name was sent")
-	}
+	r, m, gate := renameWithHeldFailingDelete(t, data, cfs.Options{NegativeTTL: time.Millisecond})
 	time.Sleep(5 * time.Millisecond) // the rename's negative entry expires
 	looked := make(chan error, 1)
 	go func() {
