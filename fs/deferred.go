@@ -59,19 +59,16 @@ func (f *FS) beginDeleteLocked(key string) (p, prev *pendingDelete) {
 
 // endDelete ends the pending delete p of key.
 func (f *FS) endDelete(key string, p *pendingDelete, deleted bool) {
-	if deleted {
+	e, ok := f.stats.fresh(key)
+	switch {
+	case deleted && (!ok || !e.exists):
 		// Listings sent before now may still hold the key: a negative
 		// entry learned now makes them skip it (see absorbPage).
-		if e, ok := f.stats.fresh(key); !ok || !e.exists {
-			f.stats.put(key, objMeta{}, false, f.opt.NegativeTTL)
-		}
-	}
-	if !deleted {
+		f.stats.put(key, objMeta{}, false, f.opt.NegativeTTL)
+	case !deleted && ok && !e.exists:
 		// The object stays under key: the absence the rename recorded
 		// goes, and the name is looked up in the bucket again.
-		if e, ok := f.stats.fresh(key); ok && !e.exists {
-			f.stats.forget(key)
-		}
+		f.stats.forget(key)
 	}
 	f.namespaceChanged()
 	f.hiddenMu.Lock()
